@@ -1,0 +1,154 @@
+"""The training loop on both demo models: frozen weights, learning, reproducibility, resume, stop."""
+
+import pytest
+import torch
+
+from conftest import assert_same_state, model_state
+from textinv_core.concepts import new_concept
+from textinv_core.train import Checkpointed, Finished, Progress, TrainConfig, Trainer, denoising_loss
+
+
+def _config(**overrides) -> TrainConfig:
+    settings = dict(token="<red-robot>", init_word="robot", num_vectors=2, steps=6, batch_size=2, seed=3)
+    return TrainConfig(**(settings | overrides))
+
+
+def _run(trainer: Trainer) -> list:
+    return list(trainer.run())
+
+
+def test_only_the_vectors_train_and_every_weight_stays_bitwise(tiny_model, robot_images, tmp_path):
+    before = model_state(tiny_model)
+    trainer = Trainer(tiny_model, robot_images, _config(), tmp_path)
+    trained = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert {id(p) for p in trained} == {id(v) for v in trainer.concept.vectors.values()}
+    initial = {k: v.detach().clone() for k, v in trainer.concept.vectors.items()}
+    _run(trainer)
+    assert_same_state(before, tiny_model)
+    assert all(not torch.equal(initial[k], v) for k, v in trainer.concept.vectors.items())
+    assert all(p.dtype == torch.float32 for p in trained)
+
+
+def test_events_report_progress_and_finish(tiny_sd, robot_images, tmp_path):
+    events = _run(Trainer(tiny_sd, robot_images, _config(steps=4), tmp_path))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [e.step for e in progress] == [1, 2, 3, 4] and progress[-1].eta == 0
+    assert all(e.loss > 0 and e.lr > 0 for e in progress)
+    assert isinstance(events[-1], Finished) and not events[-1].stopped
+
+
+def _fixed_batches(trainer: Trainer, count: int):
+    """A fixed evaluation set: images, noises and timesteps drawn from a separate seed."""
+    saved_state, saved_order = trainer.generator.get_state(), trainer.order
+    trainer.generator.manual_seed(1234)
+    batches = [trainer.next_batch() for _ in range(count)]
+    trainer.generator.set_state(saved_state)
+    trainer.order = saved_order
+    return batches
+
+
+def _mean_loss(trainer: Trainer, batches) -> float:
+    with torch.no_grad():
+        losses = [denoising_loss(trainer.model, [trainer.concept], b, trainer.noise_scheduler).item() for b in batches]
+    return sum(losses) / len(losses)
+
+
+def test_learned_vectors_lower_the_loss_on_a_fixed_evaluation_set(tiny_model, robot_images, tmp_path):
+    """The demo U-Net has random weights, so text can only move its loss a little; the test asks
+    that learning lowers it, and by far more than moving the vectors as far in a random direction."""
+    trainer = Trainer(tiny_model, robot_images, _config(num_vectors=1, steps=60, batch_size=1), tmp_path)
+    batches = _fixed_batches(trainer, 12)
+    initial = {k: v.detach().clone() for k, v in trainer.concept.vectors.items()}
+    before = _mean_loss(trainer, batches)
+    _run(trainer)
+    after = _mean_loss(trainer, batches)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for kind, vector in trainer.concept.vectors.items():
+            step = vector - initial[kind]
+            direction = torch.randn(step.shape, generator=generator)
+            vector.copy_(initial[kind] + direction / direction.norm() * step.norm())
+    randomly_moved = _mean_loss(trainer, batches)
+    assert after < before
+    assert before - after > 2 * max(before - randomly_moved, 0.0) and randomly_moved > after
+
+
+def test_same_seed_gives_bitwise_the_same_embedding(tiny_model, robot_images, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        trainer = Trainer(tiny_model, robot_images, _config(), tmp_path / name)
+        _run(trainer)
+        runs.append(trainer.concept.detached().vectors)
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_model, robot_images, tmp_path):
+    config = _config(steps=6, save_every=3, lr_schedule="cosine", warmup_steps=2, grad_accum=2)
+    full = Trainer(tiny_model, robot_images, config, tmp_path / "full")
+    _run(full)
+
+    first = Trainer(tiny_model, robot_images, config, tmp_path / "split")
+    for event in first.run():
+        if isinstance(event, Checkpointed):
+            break  # the process "dies" right after the step-3 checkpoint
+    resumed = Trainer(tiny_model, robot_images, config, tmp_path / "split")
+    resumed.resume(tmp_path / "split")
+    assert resumed.step == 3
+    _run(resumed)
+    for kind in full.concept.vectors:
+        assert torch.equal(full.concept.vectors[kind], resumed.concept.vectors[kind])
+    assert (tmp_path / "full" / "loss_log.csv").read_text() == (tmp_path / "split" / "loss_log.csv").read_text()
+
+
+def test_stop_keeps_what_was_learned(tiny_sd, robot_images, tmp_path):
+    trainer = Trainer(tiny_sd, robot_images, _config(steps=50), tmp_path)
+    for event in trainer.run():
+        if isinstance(event, Progress) and event.step == 2:
+            trainer.stop()
+    assert isinstance(event, Finished) and event.stopped and event.step == 2
+    assert (tmp_path / "learned_embeds.safetensors").exists()
+    assert (tmp_path / "checkpoints" / "step-000002.pt").exists()
+
+
+@pytest.mark.parametrize("images,batch", [(1, 4), (3, 2), (5, 3)])
+def test_any_batch_size_with_any_number_of_images(tiny_sdxl, robot_images, tmp_path, images, batch):
+    trainer = Trainer(tiny_sdxl, robot_images[:images], _config(steps=2, batch_size=batch), tmp_path)
+    assert isinstance(_run(trainer)[-1], Finished)
+
+
+def test_v_prediction_min_snr_and_norm_pull_train(tiny_sd, robot_images, tmp_path, monkeypatch):
+    monkeypatch.setitem(tiny_sd.pipe.scheduler._internal_dict, "prediction_type", "v_prediction")
+    config = _config(steps=3, min_snr_gamma=5.0, norm_weight=0.1, gradient_checkpointing=True)
+    trainer = Trainer(tiny_sd, robot_images, config, tmp_path)
+    assert trainer.noise_scheduler.config.prediction_type == "v_prediction"
+    losses = [e.loss for e in _run(trainer) if isinstance(e, Progress)]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_initializer_phrase_is_spread_over_the_vectors(tiny_sd):
+    concept = new_concept(tiny_sd, "<x>", "red robot", 3, "object", 0)
+    slot = tiny_sd.text_encoders[0]
+    table = slot.encoder.get_input_embeddings().weight
+    red, robot = slot.tokenizer("red robot", add_special_tokens=False).input_ids
+    vectors = concept.vectors["clip_l"]
+    assert torch.equal(vectors[0], table[red]) and torch.equal(vectors[1], table[robot])
+    assert torch.equal(vectors[2], table[red])
+    random = new_concept(tiny_sd, "<x>", None, 2, "object", 0).vectors["clip_l"]
+    typical = table.norm(dim=1).mean()
+    assert torch.allclose(random.norm(dim=1), typical.expand(2), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "token,message",
+    [("", "empty"), ("my cat", "whitespace"), ("robot", "already means something"), ("<|endoftext|>", "already means")],
+)
+def test_bad_keywords_are_refused(tiny_sd, token, message):
+    with pytest.raises(ValueError, match=message):
+        new_concept(tiny_sd, token, None, 1, "object", 0)
+
+
+@pytest.mark.parametrize("vectors", [0, 17])
+def test_vector_count_is_limited(tiny_sd, vectors):
+    with pytest.raises(ValueError, match="between 1 and 16"):
+        new_concept(tiny_sd, "<x>", None, vectors, "object", 0)
