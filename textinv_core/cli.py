@@ -160,7 +160,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from .sources import load_concepts
 
     model = _load_model(args)
-    concepts = load_concepts(args.concept, model)
+    concepts, notes = load_concepts(args.concept, model)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     for concept in concepts:
         print(f"concept: {concept.token} ({concept.num_vectors} vectors, from {concept.source})", file=sys.stderr)
     images = generate(

@@ -31,6 +31,7 @@ from .latents import LatentCache, encode_images
 from .models import BaseModel
 from .prompts import EncoderTokens, encode_tokens, tokenize_all
 from .templates import templates_for
+from .writers import write_concept_files, write_concept_images
 
 # Defaults for this method. Only a few thousand numbers are trained, so the learning rate is far
 # higher than for fine-tuning weights: 5e-3 is the paper's base rate (0.005). With 3-5 images an
@@ -163,6 +164,7 @@ class Trainer:
         self.noise_scheduler = DDPMScheduler.from_config(model.pipe.scheduler.config)
         self.latents: LatentCache = encode_images(model, images, self.resolution, config.flip)
         self.image_paths = [item.path for item in images if item.path]
+        self.images = images
         self.prompts = self._prompts([item.name for item in images])
         self.tokens = tokenize_all(model, sum(self.prompts, []), [self.concept])
         self.target_norms = {slot.kind: typical_norm(slot) for slot in model.text_encoders}
@@ -245,6 +247,7 @@ class Trainer:
         config, started, first = self.config, time.perf_counter(), self.step
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._write_settings()
+        write_concept_images(self.images, self.output_dir / "concept_images")
         while self.step < config.steps and not self._stop.is_set():
             loss = self.train_step()
             self.step += 1
@@ -275,8 +278,6 @@ class Trainer:
     # -- files --------------------------------------------------------------------------------
 
     def save_outputs(self) -> None:
-        from .writers import write_concept_files
-
         write_concept_files(self.concept.detached(), self.output_dir, self.model, step=self.step)
         with open(self.output_dir / "loss_log.csv", "w") as f:
             f.write("step,loss,lr\n")

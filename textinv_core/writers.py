@@ -84,3 +84,20 @@ def write_sdxl(concept: Concept, path: Path) -> Path:
     tensors = {k: concept.vectors[k].detach().float().cpu().contiguous() for k in ("clip_l", "clip_g")}
     save_file(tensors, str(path))
     return path
+
+
+def write_concept_images(images: list, folder: Path, max_side: int = 512) -> list[Path]:
+    """Keep a copy of the training images beside the concept (the Hub repo shows them).
+
+    Re-encoded from pixels as PNG, so camera EXIF (GPS position, device, owner) never leaves the
+    machine, and shrunk to `max_side` so the repo stays small.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, item in enumerate(images):
+        image = item.image.copy()
+        image.thumbnail((max_side, max_side))
+        path = folder / f"{i:02d}.png"
+        image.save(path, format="PNG")
+        written.append(path)
+    return written
