@@ -152,3 +152,46 @@ def test_bad_keywords_are_refused(tiny_sd, token, message):
 def test_vector_count_is_limited(tiny_sd, vectors):
     with pytest.raises(ValueError, match="between 1 and 16"):
         new_concept(tiny_sd, "<x>", None, vectors, "object", 0)
+
+
+def test_paused_and_continued_from_state_equals_uninterrupted(tiny_sd, robot_images, tmp_path):
+    """ZeroGPU runs long trainings as several calls, carrying the state on the CPU in between."""
+    config = _config(steps=5)
+    full = Trainer(tiny_sd, robot_images, config, tmp_path / "full")
+    _run(full)
+    first = Trainer(tiny_sd, robot_images, config, tmp_path / "chunks")
+    events = list(first.run(pause_at=2))
+    assert type(events[-1]).__name__ == "Paused" and events[-1].step == 2
+    state = first.state_dict()
+    second = Trainer(tiny_sd, robot_images, config, tmp_path / "chunks")  # as in a fresh GPU worker
+    second.load_state_dict(state)
+    assert isinstance(list(second.run())[-1], Finished)
+    assert torch.equal(full.concept.vectors["clip_l"], second.concept.vectors["clip_l"])
+
+
+def test_data_parallel_training_with_two_processes(tiny_sd, robot_images, tmp_path):
+    """`torchrun`/`accelerate launch` with 2 CPU processes: gradients are averaged, one process
+    writes, and the checkpoint keeps each process's data stream so a resume continues exactly."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import EXAMPLES, ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               "-m", "textinv_core", "train", "--model", "builtin:tiny-sd", "--images", str(EXAMPLES / "red-robot"),
+               "--token", "<red-robot>", "--steps", "3", "--output", str(out)]
+    result = subprocess.run(command, cwd=ROOT, env=os.environ | {"TRANSFORMERS_VERBOSITY": "error"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("done at step 3") == 1
+    state = torch.load(out / "checkpoints" / "step-000003.pt", weights_only=True)
+    assert len(state["generators"]) == 2 and not torch.equal(state["generators"][0], state["generators"][1])
+    alone = Trainer(tiny_sd, robot_images, _config(token="<red-robot>", num_vectors=1, batch_size=1), tmp_path / "x")
+    with pytest.raises(ValueError, match="made by 2 process"):
+        alone.resume(out)

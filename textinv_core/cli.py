@@ -73,6 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", type=Path, default=Path("outputs/images"))
     _add_placement(gen)
     gen.set_defaults(run=run_generate)
+
+    inspect = commands.add_parser("inspect", help="say what an embedding file (or Hub concept) holds")
+    inspect.add_argument("source", help="embedding file, concept folder, or Hub keyword / repo / URL")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(run=run_inspect)
+
+    convert = commands.add_parser("convert", help="rewrite an embedding in another tool's format")
+    convert.add_argument("source")
+    convert.add_argument("--to", required=True, choices=["diffusers", "a1111", "safetensors", "sdxl"],
+                         help="diffusers: {token: [n, D]} (SDXL: FILE and FILE_2); a1111: .pt; "
+                              "safetensors: emb_params; sdxl: {clip_l, clip_g}")
+    convert.add_argument("--output", required=True, type=Path, metavar="FILE")
+    convert.add_argument("--token", help="keyword to store (default: the source's)")
+    convert.set_defaults(run=run_convert)
+
+    push = commands.add_parser("push", help="share a trained concept on the Hugging Face Hub")
+    push.add_argument("dir", type=Path, help="a training output folder")
+    push.add_argument("--repo", required=True, metavar="NAMESPACE/NAME")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--license", default="openrail++")
+    push.add_argument("--token", help="a write token (default: HF_TOKEN or your saved login)")
+    push.set_defaults(run=run_push)
     return parser
 
 
@@ -81,12 +103,27 @@ def _add_placement(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="precision of the frozen model")
 
 
-def _load_model(args: argparse.Namespace):
+def _distributed():
+    """The accelerate process state when started by `accelerate launch` with several processes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())  # CPU processes talk over gloo
+
+
+def _load_model(args: argparse.Namespace, distributed=None):
+    from diffusers.utils import logging as diffusers_logging
+
     from .devices import choose_placement
     from .models import load_base_model
 
-    model = load_base_model(args.model, choose_placement(args.device, args.dtype))
-    print(f"model: {model.label} on {model.placement.describe()}", file=sys.stderr)
+    diffusers_logging.disable_progress_bar()
+    device = str(distributed.device) if distributed else args.device
+    model = load_base_model(args.model, choose_placement(device, args.dtype))
+    if distributed is None or distributed.is_main_process:
+        print(f"model: {model.label} on {model.placement.describe()}", file=sys.stderr)
     return model
 
 
@@ -129,12 +166,14 @@ def run_train(args: argparse.Namespace) -> int:
     for item in images:
         for warning in item.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    model = _load_model(args)
+    distributed = _distributed()
+    model = _load_model(args, distributed)
     output = args.resume or args.output or Path("outputs") / concept_name(config.token)
-    trainer = Trainer(model, images, config, output)
+    trainer = Trainer(model, images, config, output, distributed)
     if args.resume:
         trainer.resume(args.resume)
-    bar = tqdm(total=config.steps, initial=trainer.step, unit="step", dynamic_ncols=True)
+    quiet = not trainer.is_main
+    bar = tqdm(total=config.steps, initial=trainer.step, unit="step", dynamic_ncols=True, disable=quiet)
     try:
         for event in trainer.run():
             if isinstance(event, Progress):
@@ -144,7 +183,7 @@ def run_train(args: argparse.Namespace) -> int:
                 bar.write(f"checkpoint: {event.path}")
             elif isinstance(event, Preview):
                 bar.write(f"preview at step {event.step}: {output / 'previews'}")
-            elif isinstance(event, Finished):
+            elif isinstance(event, Finished) and not quiet:
                 bar.close()
                 print(f"{'stopped' if event.stopped else 'done'} at step {event.step}: {event.output_dir}")
     except KeyboardInterrupt:
@@ -175,4 +214,82 @@ def run_generate(args: argparse.Namespace) -> int:
         path = args.output / f"image-{start + i:04d}.png"
         image.save(path)
         print(path)
+    return 0
+
+
+def _read_source(source: str):
+    from .hub import download_concept, parse_reference
+    from .readers import read_embedding
+
+    path = Path(source).expanduser()
+    return read_embedding(path if path.exists() else download_concept(parse_reference(source)))
+
+
+def encoder_name(key: str, width: int) -> str:
+    """Name single-encoder vectors by the encoder their width belongs to."""
+    if key != "single":
+        return key
+    return {768: "clip_l", 1024: "clip_h", 1280: "clip_g"}.get(width, "text_encoder")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from .readers import families
+
+    file = _read_source(args.source)
+    shapes = {encoder_name(k, v.shape[1]): list(v.shape) for k, v in file.vectors.items()}
+    norms = {encoder_name(k, v.shape[1]): [round(n, 4) for n in v.norm(dim=1).tolist()] for k, v in file.vectors.items()}
+    info = {
+        "source": file.source,
+        "format": file.format,
+        "token": file.token,
+        "shapes": shapes,
+        "families": families(file.vectors),
+        "norms": norms,
+        "details": {k: v for k, v in file.details.items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+    }
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{file.source}\n  format:   {file.format}\n  keyword:  {file.token}")
+    for name, shape in shapes.items():
+        mean = sum(norms[name]) / len(norms[name])
+        print(f"  {name}: {shape[0]} vector(s) x {shape[1]}  (mean norm {mean:.3f})")
+    print(f"  fits:     {', '.join(info['families'])}")
+    for key, value in info["details"].items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from .concepts import Concept
+    from .writers import write_a1111, write_diffusers, write_emb_params, write_sdxl
+
+    file = _read_source(args.source)
+    concept = Concept(args.token or file.token, dict(file.vectors), source=file.source)
+    two = {"clip_l", "clip_g"} <= concept.vectors.keys()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.to == "sdxl":
+        if not two:
+            raise ValueError(f"{file.source} has one encoder's vectors; the sdxl format needs clip_l and clip_g")
+        written = [write_sdxl(concept, args.output)]
+    elif two and args.to == "diffusers":
+        second = args.output.with_name(f"{args.output.stem}_2{args.output.suffix}")
+        written = [write_diffusers(concept, args.output, "clip_l"), write_diffusers(concept, second, "clip_g")]
+    elif two:
+        raise ValueError(f"{file.source} is an SDXL embedding: convert it --to sdxl or --to diffusers")
+    else:
+        writer = {"diffusers": write_diffusers, "a1111": write_a1111, "safetensors": write_emb_params}[args.to]
+        written = [writer(concept, args.output)]
+    for path in written:
+        print(path)
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from huggingface_hub import HfApi
+
+    from .publish import push_concept
+
+    token = args.token or os.environ.get("HF_TOKEN") or None
+    print(push_concept(args.dir, args.repo, HfApi(token=token), private=args.private, license=args.license))
     return 0

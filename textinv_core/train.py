@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
@@ -100,6 +101,14 @@ class Checkpointed:
 
 
 @dataclass
+class Paused:
+    """The run reached `pause_at`: continue it with `run()` again, or from `state_dict()` elsewhere
+    (ZeroGPU runs a long training as several short GPU calls)."""
+
+    step: int
+
+
+@dataclass
 class Finished:
     step: int
     stopped: bool  # True when stopped early: the files hold what was learned so far
@@ -143,11 +152,26 @@ def denoising_loss(
 
 
 class Trainer:
-    """Owns one training run; `run()` yields events for whoever drives it (CLI, app)."""
+    """Owns one training run; `run()` yields events for whoever drives it (CLI, app).
 
-    def __init__(self, model: BaseModel, images: list[TrainingImage], config: TrainConfig, output_dir: Path):
+    Under `accelerate launch` (pass `distributed=PartialState()`), every process trains the same
+    vectors on its own draws of data and the vectors' gradients are averaged each step: the
+    vectors are tiny, so this is all data parallelism needs. Only the main process writes files.
+    """
+
+    def __init__(
+        self,
+        model: BaseModel,
+        images: list[TrainingImage],
+        config: TrainConfig,
+        output_dir: Path,
+        distributed: PartialState | None = None,
+    ):
         config.check()
         self.model, self.config, self.output_dir = model, config, Path(output_dir)
+        self.rank = distributed.process_index if distributed else 0
+        self.world = distributed.num_processes if distributed else 1
+        self.is_main = self.rank == 0
         self.resolution = config.resolution or model.resolution
         self.concept = new_concept(
             model, config.token, config.init_word, config.num_vectors, config.concept_type, config.seed
@@ -168,7 +192,7 @@ class Trainer:
         self.prompts = self._prompts([item.name for item in images])
         self.tokens = tokenize_all(model, sum(self.prompts, []), [self.concept])
         self.target_norms = {slot.kind: typical_norm(slot) for slot in model.text_encoders}
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed + 1_000_003 * self.rank)
         self.step = 0
         self.order = torch.empty(0, dtype=torch.long)  # the current pass over the images
         self.loss_log: list[tuple[int, float, float]] = []
@@ -229,10 +253,20 @@ class Trainer:
             total += loss.item() / self.config.grad_accum
         if self.config.norm_weight:
             self._norm_penalty().backward()
+        if self.world > 1:
+            total = self._average_gradients(total)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def _average_gradients(self, loss: float) -> float:
+        for vector in self.params:
+            torch.distributed.all_reduce(vector.grad)
+            vector.grad /= self.world
+        mean = torch.tensor([loss], device=self.params[0].grad.device)
+        torch.distributed.all_reduce(mean)
+        return mean.item() / self.world
 
     def _norm_penalty(self) -> torch.Tensor:
         return self.config.norm_weight * sum(
@@ -243,12 +277,14 @@ class Trainer:
         """Ask the run to end after the current step; what was learned is saved."""
         self._stop.set()
 
-    def run(self) -> Iterator[Progress | Preview | Checkpointed | Finished]:
+    def run(self, pause_at: int | None = None) -> Iterator[Progress | Preview | Checkpointed | Paused | Finished]:
         config, started, first = self.config, time.perf_counter(), self.step
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._write_settings()
-        write_concept_images(self.images, self.output_dir / "concept_images")
-        while self.step < config.steps and not self._stop.is_set():
+        end = min(config.steps, pause_at) if pause_at else config.steps
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._write_settings()
+            write_concept_images(self.images, self.output_dir / "concept_images")
+        while self.step < end and not self._stop.is_set():
             loss = self.train_step()
             self.step += 1
             lr = self.lr_scheduler.get_last_lr()[0]
@@ -258,9 +294,12 @@ class Trainer:
             yield Progress(self.step, config.steps, loss, lr, elapsed, eta)
             if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
                 yield Checkpointed(self.step, self.save_checkpoint())
-            if config.preview_every and config.preview_prompt and self.step % config.preview_every == 0:
+            if config.preview_every and config.preview_prompt and self.step % config.preview_every == 0 and self.is_main:
                 yield Preview(self.step, self.preview())
         self.save_checkpoint()  # the final state too: a finished or stopped run can be continued
+        if self.step < config.steps and not self._stop.is_set():
+            yield Paused(self.step)
+            return
         yield Finished(self.step, self.step < config.steps, self.output_dir, self.concept.detached())
 
     def preview(self) -> list:
@@ -278,6 +317,8 @@ class Trainer:
     # -- files --------------------------------------------------------------------------------
 
     def save_outputs(self) -> None:
+        if not self.is_main:
+            return
         write_concept_files(self.concept.detached(), self.output_dir, self.model, step=self.step)
         with open(self.output_dir / "loss_log.csv", "w") as f:
             f.write("step,loss,lr\n")
@@ -300,8 +341,8 @@ class Trainer:
             "vectors": {k: v.detach().clone() for k, v in self.concept.vectors.items()},
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
-            "generator": self.generator.get_state(),
-            "order": self.order.clone(),
+            "generators": self._gathered(self.generator.get_state()),  # one per process
+            "orders": self._gathered(self.order.clone()),
             "loss_log": torch.tensor(self.loss_log, dtype=torch.float64).reshape(-1, 3),
         }
 
@@ -312,16 +353,27 @@ class Trainer:
                 vector.copy_(state["vectors"][kind])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.generator.set_state(state["generator"])
-        self.order = state["order"].clone()
+        if len(state["generators"]) != self.world:
+            raise ValueError(f"this checkpoint was made by {len(state['generators'])} process(es); resume with as many")
+        self.generator.set_state(state["generators"][self.rank])
+        self.order = state["orders"][self.rank].clone()
         self.loss_log = [(int(s), float(loss), float(lr)) for s, loss, lr in state["loss_log"].tolist()]
 
+    def _gathered(self, value: torch.Tensor) -> list[torch.Tensor]:
+        if self.world == 1:
+            return [value]
+        values: list = [None] * self.world
+        torch.distributed.all_gather_object(values, value)
+        return values
+
     def save_checkpoint(self) -> Path:
-        folder = self.output_dir / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"step-{self.step:06d}.pt"
-        torch.save(self.state_dict(), path)
-        self.save_outputs()  # the files on disk always hold the latest vectors
+        """Called on every process (the state is gathered from all); the main one writes."""
+        state = self.state_dict()
+        path = self.output_dir / "checkpoints" / f"step-{self.step:06d}.pt"
+        if self.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, path)
+            self.save_outputs()  # the files on disk always hold the latest vectors
         return path
 
     def resume(self, path: Path) -> None:
