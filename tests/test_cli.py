@@ -62,3 +62,17 @@ def test_bad_input_exits_non_zero_with_one_line(tmp_path, capsys, args, message)
     assert main(filled) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and message in err
+
+
+def test_the_same_commands_work_on_sdxl(tmp_path, capsys):
+    out = tmp_path / "xl"
+    assert main(["train", "--model", "builtin:tiny-sdxl", "--images", str(EXAMPLES / "dot-style"), "--token", "<dots>",
+                 "--concept", "style", "--steps", "2", "--batch-size", "3", "--output", str(out)]) == 0
+    assert {p.name for p in out.glob("*.safetensors")} == {"learned_embeds.safetensors", "learned_embeds_2.safetensors", "dots.safetensors"}
+    assert main(["generate", "--model", "builtin:tiny-sdxl", "--concept", str(out / "dots.safetensors"), "--prompt",
+                 "a boat, dots", "--steps", "2", "--output", str(tmp_path / "img")]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "diffusers-sdxl-pair" and info["shapes"] == {"clip_l": [1, 32], "clip_g": [1, 48]}
+    assert main(["convert", str(out), "--to", "sdxl", "--output", str(tmp_path / "x.safetensors")]) == 0
