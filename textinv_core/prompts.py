@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from itertools import accumulate
 import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -77,45 +78,41 @@ def check_keywords(concepts: Sequence[Concept]) -> None:
 def tokenize(slot: TextEncoderSlot, prompts: Sequence[str], concepts: Sequence[Concept]) -> EncoderTokens:
     """Tokenize like the pipeline does (start, text, end, padding to 77), with each keyword
     becoming as many placeholder ids as its concept has vectors."""
-    tokenizer = slot.tokenizer
-    length = tokenizer.model_max_length
     pattern = keyword_pattern(concepts)
-    by_key = {c.token.lower(): i for i, c in enumerate(concepts)}
-    offsets = _offsets(concepts)
-    placeholder = tokenizer.bos_token_id  # any id below end-of-text will do: it is replaced
+    starts = [0, *accumulate(c.num_vectors for c in concepts)]  # each concept's first row in the vector table
+    first_row = {c.token.lower(): (starts[i], c.num_vectors) for i, c in enumerate(concepts)}
     all_ids, rows, cols, sources = [], [], [], []
     for row, prompt in enumerate(prompts):
-        body: list[int] = []
-        body_sources: list[tuple[int, int]] = []  # (position in body, source index)
-        pieces = pattern.split(prompt) if pattern else [prompt]
-        keywords = pattern.findall(prompt) if pattern else []
-        for i, text in enumerate(pieces):
-            if text:
-                body += tokenizer(text, add_special_tokens=False).input_ids
-            if i < len(keywords):
-                index = by_key[keywords[i].lower()]
-                for v in range(concepts[index].num_vectors):
-                    body_sources.append((len(body), offsets[index] + v))
-                    body.append(placeholder)
-        body = body[: length - 2]
-        ids = [tokenizer.bos_token_id] + body + [tokenizer.eos_token_id]
-        ids += [tokenizer.pad_token_id] * (length - len(ids))
+        ids, slots = _tokenize_one(slot.tokenizer, prompt, pattern, first_row)
         all_ids.append(ids)
-        for position, source in body_sources:
-            if position < len(body):
-                rows.append(row)
-                cols.append(position + 1)
-                sources.append(source)
-    as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
-    return EncoderTokens(torch.tensor(all_ids, dtype=torch.long), as_long(rows), as_long(cols), as_long(sources))
+        for col, source in slots:
+            rows.append(row)
+            cols.append(col)
+            sources.append(source)
+    return EncoderTokens(*(torch.tensor(values, dtype=torch.long) for values in (all_ids, rows, cols, sources)))
 
 
-def _offsets(concepts: Sequence[Concept]) -> list[int]:
-    offsets, total = [], 0
-    for concept in concepts:
-        offsets.append(total)
-        total += concept.num_vectors
-    return offsets
+def _tokenize_one(
+    tokenizer, prompt: str, pattern: re.Pattern | None, first_row: dict[str, tuple[int, int]]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids for one prompt and its (position, vector-table row) placeholders, truncated like CLIP."""
+    placeholder = tokenizer.bos_token_id  # any id below end-of-text will do: it is replaced
+    body: list[int] = []
+    slots: list[tuple[int, int]] = []
+    pieces = pattern.split(prompt) if pattern else [prompt]
+    keywords = pattern.findall(prompt) if pattern else []
+    for i, text in enumerate(pieces):
+        if text:
+            body += tokenizer(text, add_special_tokens=False).input_ids
+        if i < len(keywords):
+            start, count = first_row[keywords[i].lower()]
+            for v in range(count):
+                slots.append((len(body) + 1, start + v))  # +1: after the start token
+                body.append(placeholder)
+    body = body[: tokenizer.model_max_length - 2]
+    ids = [tokenizer.bos_token_id, *body, tokenizer.eos_token_id]
+    ids += [tokenizer.pad_token_id] * (tokenizer.model_max_length - len(ids))
+    return ids, [(col, source) for col, source in slots if col <= len(body)]
 
 
 def tokenize_all(model: BaseModel, prompts: Sequence[str], concepts: Sequence[Concept]) -> list[EncoderTokens]:
