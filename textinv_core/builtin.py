@@ -148,9 +148,9 @@ def _scheduler_kwargs() -> dict:
     return dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="epsilon")
 
 
-def _tiny_sd() -> StableDiffusionPipeline:
-    tokenizer = tiny_tokenizer()
-    unet = UNet2DConditionModel(
+def _tiny_unet(**extra) -> UNet2DConditionModel:
+    """Two resolution levels, cross-attention in the lower one: 64 px images in well under a second."""
+    return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=32,
@@ -158,8 +158,13 @@ def _tiny_sd() -> StableDiffusionPipeline:
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
+        **extra,
     )
+
+
+def _tiny_sd() -> StableDiffusionPipeline:
+    tokenizer = tiny_tokenizer()
+    unet = _tiny_unet(cross_attention_dim=32)
     return StableDiffusionPipeline(
         vae=_tiny_vae(),
         text_encoder=CLIPTextModel(_text_config(tokenizer, 32)),
@@ -175,14 +180,7 @@ def _tiny_sd() -> StableDiffusionPipeline:
 def _tiny_sdxl() -> StableDiffusionXLPipeline:
     """Two encoders of different widths (32 and 48), so a mix-up between them fails loudly."""
     tokenizer = tiny_tokenizer()
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _tiny_unet(
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
