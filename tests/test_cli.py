@@ -10,7 +10,7 @@ from textinv_core.cli import main
 
 
 def test_help_for_each_command(capsys):
-    for command in ("train", "generate", "inspect", "convert", "push"):
+    for command in ("train", "generate", "inspect", "convert", "search", "push"):
         with pytest.raises(SystemExit) as exit:
             main([command, "--help"])
         assert exit.value.code == 0
@@ -52,6 +52,7 @@ def test_train_then_generate_with_the_concept(tmp_path, capsys):
         (["train", "--images", "{good}"], "train needs --model, --token"),
         (["generate", "--model", "builtin:tiny-sd", "--prompt", " "], "prompt is empty"),
         (["inspect", "{bad}"], "notes.txt"),
+        (["train", "--model", "builtin:tiny-sd", "--images", "{good}", "--token", "<x>", "--captions", "{bad}"], "not valid JSON"),
         (["convert", "{bad}", "--to", "sdxl", "--output", "{tmp}/x.safetensors"], "notes.txt"),
     ],
 )

@@ -195,3 +195,11 @@ def test_data_parallel_training_with_two_processes(tiny_sd, robot_images, tmp_pa
     alone = Trainer(tiny_sd, robot_images, _config(token="<red-robot>", num_vectors=1, batch_size=1), tmp_path / "x")
     with pytest.raises(ValueError, match="made by 2 process"):
         alone.resume(out)
+
+
+def test_captions_replace_the_templates_for_their_image(tiny_sd, robot_images, tmp_path):
+    captions = {robot_images[0].name: "a <red-robot> waving on a table", robot_images[1].name: "at night"}
+    trainer = Trainer(tiny_sd, robot_images, _config(captions=captions), tmp_path)
+    assert trainer.prompts[0] == ["a <red-robot> waving on a table"]
+    assert trainer.prompts[1] == ["a photo of a <red-robot>, at night"]  # keyword added when missing
+    assert len(trainer.prompts[2]) >= 20 and all("<red-robot>" in p for p in trainer.prompts[2])

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resolution", type=int, help="default: the model's native resolution")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-flip", action="store_true", help="never mirror images (text, logos)")
+    train.add_argument("--captions", type=Path, metavar="JSON",
+                       help='per-image captions: {"photo1.jpg": "a <cat-toy> on a shelf", ...}')
     train.add_argument("--min-snr-gamma", type=float, help="min-SNR loss weighting, e.g. 5")
     train.add_argument("--norm-weight", type=float, default=0.0, help="pull vector norms toward the vocabulary's")
     train.add_argument("--gradient-checkpointing", action="store_true", help="less memory, ~30%% slower")
@@ -87,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output", required=True, type=Path, metavar="FILE")
     convert.add_argument("--token", help="keyword to store (default: the source's)")
     convert.set_defaults(run=run_convert)
+
+    search = commands.add_parser("search", help="find community concepts on the Hub")
+    search.add_argument("words", nargs="*", help="words in the concept's repo name")
+    search.add_argument("--author", default="sd-concepts-library")
+    search.add_argument("--limit", type=int, default=12)
+    search.set_defaults(run=run_search)
 
     push = commands.add_parser("push", help="share a trained concept on the Hugging Face Hub")
     push.add_argument("dir", type=Path, help="a training output folder")
@@ -148,8 +156,20 @@ def _train_config(args: argparse.Namespace):
         grad_accum=args.grad_accum, resolution=args.resolution, seed=args.seed, flip=not args.no_flip,
         min_snr_gamma=args.min_snr_gamma, norm_weight=args.norm_weight,
         gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every,
-        preview_every=args.preview_every, preview_prompt=args.preview_prompt,
+        preview_every=args.preview_every, preview_prompt=args.preview_prompt, captions=_captions(args.captions),
     )
+
+
+def _captions(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        captions = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(captions, dict) or not all(isinstance(v, str) for v in captions.values()):
+        raise ValueError(f'{path}: expected an object of image file name to caption, like {{"a.jpg": "a <x> on a table"}}')
+    return captions
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -282,6 +302,14 @@ def run_convert(args: argparse.Namespace) -> int:
         written = [writer(concept, args.output)]
     for path in written:
         print(path)
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .hub import search_concepts
+
+    for found in search_concepts(" ".join(args.words), author=args.author, limit=args.limit):
+        print(f"{found.repo_id}\t{found.keyword}\t{found.concept_type or '?'}")
     return 0
 
 
