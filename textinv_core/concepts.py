@@ -89,7 +89,8 @@ def new_concept(
     concept_type: str,
     seed: int,
 ) -> Concept:
-    """A fresh trainable concept for `model`, after checking the keyword and vector count."""
+    """A fresh trainable concept for `model`, after checking the keyword and vector count.
+    Its vectors live on the model's device, so the optimizer step never crosses to the CPU."""
     validate_token(token, model)
     if not 1 <= num_vectors <= MAX_VECTORS:
         raise ValueError(f"vectors per concept must be between 1 and {MAX_VECTORS}, not {num_vectors}")
@@ -97,7 +98,7 @@ def new_concept(
         raise ValueError(f"concept type must be 'object' or 'style', not {concept_type!r}")
     generator = torch.Generator().manual_seed(seed)
     vectors = {
-        slot.kind: initial_vectors(slot, init_word, num_vectors, generator).requires_grad_(True)
+        slot.kind: initial_vectors(slot, init_word, num_vectors, generator).to(model.device).requires_grad_(True)
         for slot in model.text_encoders
     }
     return Concept(token, vectors, concept_type, source="trained")

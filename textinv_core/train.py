@@ -151,6 +151,17 @@ def denoising_loss(
     return per_sample.mean()
 
 
+def _on_cpu(value):
+    """A copy of a nested state dict with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
 class Trainer:
     """Owns one training run; `run()` yields events for whoever drives it (CLI, app).
 
@@ -335,11 +346,12 @@ class Trainer:
         (self.output_dir / "settings.json").write_text(json.dumps(settings, indent=2))
 
     def state_dict(self) -> dict:
-        """Everything a resumed run needs to continue exactly as if it had never stopped."""
+        """Everything a resumed run needs to continue exactly as if it had never stopped, on the
+        CPU (ZeroGPU hands it from one GPU worker to the next)."""
         return {
             "step": self.step,
-            "vectors": {k: v.detach().clone() for k, v in self.concept.vectors.items()},
-            "optimizer": self.optimizer.state_dict(),
+            "vectors": {k: v.detach().cpu().clone() for k, v in self.concept.vectors.items()},
+            "optimizer": _on_cpu(self.optimizer.state_dict()),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "generators": self._gathered(self.generator.get_state()),  # one per process
             "orders": self._gathered(self.order.clone()),
