@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests import hub_server and he
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from hub_server import hub  # noqa: E402,F401  (a fixture, for every test module)
 from textinv_core.images import load_images  # noqa: E402
 from textinv_core.models import BaseModel, load_base_model  # noqa: E402
 

@@ -25,7 +25,7 @@ Usage:
     with HubServer(tmp_path / "hub", default_users()) as server:
         api = HfApi(endpoint=server.endpoint, token=ALICE_WRITE)
 
-or the `hub` fixture at the bottom of this module (`from hub_server import hub`).
+or the `hub` fixture at the bottom of this module (conftest.py makes it available to every test).
 """
 
 from __future__ import annotations

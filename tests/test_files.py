@@ -1,7 +1,5 @@
 """Files out: what we write loads in diffusers' own loader and in our reader, with equal results."""
 
-import copy
-from pathlib import Path
 
 import pytest
 import torch

@@ -7,7 +7,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import load_file
 
-from hub_server import ALICE_READ, ALICE_WRITE, BOB_WRITE, ORG, HubServer, default_users, disable_xet, hub  # noqa: F401
+from hub_server import ALICE_READ, ALICE_WRITE, BOB_WRITE, ORG, HubServer, default_users, disable_xet, isolate_hf_client
 from textinv_core.hub import HubError, parse_reference, search_concepts
 from textinv_core.publish import push_concept, repo_id_for, slug_repo_name
 from textinv_core.sources import load_concept
@@ -100,8 +100,6 @@ def test_push_with_the_server_down_explains_and_keeps_the_files(hub, trained):
 
 
 def test_lfs_upload_path(tmp_path, monkeypatch, trained, tiny_sd):
-    from hub_server import isolate_hf_client
-
     isolate_hf_client(monkeypatch, tmp_path / "home")
     disable_xet(monkeypatch)
     with HubServer(tmp_path / "hub", default_users(), lfs_suffixes=(".bin", ".safetensors", ".pt", ".png")) as server:

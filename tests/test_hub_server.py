@@ -25,7 +25,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hub_server import (  # noqa: F401  (`hub` is a pytest fixture)
+from hub_server import (
     ALICE_READ,
     ALICE_WRITE,
     BOB_WRITE,
@@ -33,7 +33,6 @@ from hub_server import (  # noqa: F401  (`hub` is a pytest fixture)
     HubServer,
     default_users,
     disable_xet,
-    hub,
     isolate_hf_client,
     parse_front_matter,
 )

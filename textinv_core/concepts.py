@@ -8,7 +8,7 @@ written into the shared tokenizer or text encoder: see `prompts.py` for how it r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 

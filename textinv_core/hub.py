@@ -51,9 +51,9 @@ class HubConcept:
     preview_urls: list[str]
 
 
-def parse_reference(source: str) -> HubRef:
+def parse_reference(source: str, library: str = CONCEPTS_LIBRARY) -> HubRef:
     """Accept the ways people name a concept on the Hub:
-    `cat-toy` (the concepts library), `user/repo`, `user/repo/file.safetensors`, or a Hub URL
+    `cat-toy` (a repo of `library`, the concepts library by default), `user/repo`, `user/repo/file.safetensors`, or a Hub URL
     (`https://huggingface.co/user/repo`, `.../blob/main/file`, `.../resolve/main/file`)."""
     text = source.strip()
     if text.startswith(("http://", "https://")):
@@ -65,7 +65,7 @@ def parse_reference(source: str) -> HubRef:
         raise HubError(f"{source}: not a Hub model or file URL (expected huggingface.co/USER/REPO[/blob/main/FILE])")
     parts = text.split("/")
     if len(parts) == 1:
-        return _checked(HubRef(f"{CONCEPTS_LIBRARY}/{text.strip('<>')}"))
+        return _checked(HubRef(f"{library}/{text.strip('<>')}"))
     if len(parts) == 2:
         return _checked(HubRef(text))
     return _checked(HubRef("/".join(parts[:2]), "/".join(parts[2:])))

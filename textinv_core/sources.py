@@ -12,7 +12,7 @@ from typing import Sequence
 from huggingface_hub import HfApi
 
 from .concepts import Concept
-from .hub import download_concept, parse_reference
+from .hub import CONCEPTS_LIBRARY, download_concept, parse_reference
 from .models import BaseModel
 from .readers import EmbeddingFile, family_of_width, read_embedding
 
@@ -65,8 +65,10 @@ def load_concept(
     keyword: str | None = None,
     api: HfApi | None = None,
     allow_local: bool = True,
+    library: str = CONCEPTS_LIBRARY,
 ) -> tuple[Concept, list[str]]:
-    """Load one concept by local path or Hub reference, renamed to `keyword` if given.
+    """Load one concept by local path or Hub reference, renamed to `keyword` if given; a bare
+    keyword names a repo of `library`.
 
     `allow_local=False` is for sources typed by a web visitor: they must never name files on the
     server, so only Hub references are accepted.
@@ -76,7 +78,7 @@ def load_concept(
     if allow_local and local.exists():
         path = local
     else:
-        path = download_concept(parse_reference(text), api)
+        path = download_concept(parse_reference(text, library), api)
     concept, notes = fit_embedding(read_embedding(path), model)
     if keyword and keyword.strip():
         concept.token = keyword.strip()

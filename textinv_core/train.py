@@ -15,6 +15,7 @@ import json
 import math
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -208,10 +209,6 @@ class Trainer:
         self.order = torch.empty(0, dtype=torch.long)  # the current pass over the images
         self.loss_log: list[tuple[int, float, float]] = []
         self._stop = threading.Event()
-        if config.gradient_checkpointing:
-            model.pipe.unet.enable_gradient_checkpointing()
-            for slot in model.text_encoders:
-                slot.encoder.gradient_checkpointing_enable()
 
     def _prompts(self, names: list[str]) -> list[list[str]]:
         """Candidate prompts per image: its caption if it has one, else every template."""
@@ -289,6 +286,29 @@ class Trainer:
         self._stop.set()
 
     def run(self, pause_at: int | None = None) -> Iterator[Progress | Preview | Checkpointed | Paused | Finished]:
+        with self._checkpointing():
+            yield from self._run(pause_at)
+
+    @contextmanager
+    def _checkpointing(self) -> Iterator[None]:
+        """Gradient checkpointing is a switch on the shared modules: on only while this run trains,
+        then back as it was. It changes memory and speed of backward passes, never results, and
+        generation (no gradients) ignores it."""
+        unet, encoders = self.model.pipe.unet, [slot.encoder for slot in self.model.text_encoders]
+        if not self.config.gradient_checkpointing or unet.is_gradient_checkpointing:
+            yield
+            return
+        unet.enable_gradient_checkpointing()
+        for encoder in encoders:
+            encoder.activation_checkpointing_enable()
+        try:
+            yield
+        finally:
+            unet.disable_gradient_checkpointing()
+            for encoder in encoders:
+                encoder.activation_checkpointing_disable()
+
+    def _run(self, pause_at: int | None) -> Iterator[Progress | Preview | Checkpointed | Paused | Finished]:
         config, started, first = self.config, time.perf_counter(), self.step
         end = min(config.steps, pause_at) if pause_at else config.steps
         if self.is_main:
