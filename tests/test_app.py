@@ -1,0 +1,268 @@
+"""The web app end to end, through gradio_client against the launched app on the tiny demo model:
+train -> generate -> push to the local Hub server -> load by keyword in another session; two
+sessions at once; every error explained; chunked (ZeroGPU-style) training equal to one run."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image, ImageFilter
+
+from conftest import EXAMPLES
+from hub_server import ALICE_WRITE, ORG
+from textinv_core import estimate
+from textinv_core import session as ts
+from textinv_core.train import TrainConfig, Trainer
+
+ROBOT = sorted((EXAMPLES / "red-robot").glob("*.png"))
+MUG = sorted((EXAMPLES / "blue-mug").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def app_module(tiny_sd, tmp_path_factory):
+    import app
+
+    os.environ["TEXTINV_WORK_ROOT"] = str(tmp_path_factory.mktemp("sessions"))  # visitors' run folders
+    demo = app.build_app(tiny_sd)
+    app.launch(demo, prevent_thread_lock=True, quiet=True)
+    yield app, demo.local_url
+    demo.close()
+    os.environ.pop("TEXTINV_WORK_ROOT", None)
+
+
+@pytest.fixture
+def url(app_module, hub, monkeypatch):  # noqa: F811
+    """The app, pointed at this test's Hub server and at its org as the concepts library."""
+    monkeypatch.setenv("TEXTINV_HUB_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("TEXTINV_LIBRARY_AUTHOR", ORG)
+    return app_module[1]
+
+
+def client(url: str) -> Client:
+    return Client(url, verbose=False)
+
+
+def train_args(keyword: str, steps: int = 4, preview_every: int = 2, init: str = "robot") -> tuple:
+    # name, keyword, type, init word, steps, lr, vectors, batch, resolution, seed, flip, schedule,
+    # preview prompt, preview every
+    return (keyword.strip("<>"), keyword, "object", init, steps, 0.005, 1, 1, 64, 0, True, "constant", "", preview_every)
+
+
+def add_images(c: Client, paths) -> tuple:
+    return c.predict([handle_file(str(p)) for p in paths], api_name="/add_images")
+
+
+def keywords(c: Client) -> list[str]:
+    table, _ = c.predict(api_name="/concepts")
+    return [row[0] for row in table["data"]]
+
+
+def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub):  # noqa: F811
+    alice = client(url)
+    _, notes, _ = add_images(alice, ROBOT[:3])
+    assert "3 images ready" in notes
+
+    job = alice.submit(*train_args("<red-robot>", steps=4, preview_every=3), api_name="/train")
+    final = job.result(timeout=120)
+    status, plot, previews, diffusers, a1111, everything, table, _, _, result = final
+    assert "Finished" in status and "4 / 4" in status
+    assert [row[1:] for row in plot["data"] if row[0] == 4][0][1] == "loss"  # the loss curve, to the last step
+    assert {row[2] for row in plot["data"]} == {"loss", "average"}
+    assert previews and all(Path(p["image"]).exists() for p in previews)  # the preview at step 3
+    assert any("Training" in out[0] for out in job.outputs())  # it streamed while training
+    assert Path(diffusers).name == "learned_embeds.safetensors" and Path(a1111).name == "red-robot.pt"
+    assert Path(everything).suffix == ".zip"
+    assert "<red-robot>" in result and table["data"][0][0] == "<red-robot>"
+
+    images, gen_status = alice.predict("a photo of <red-robot>", "", 4, 7.5, 64, 64, 1, 1, api_name="/generate")
+    assert len(images) == 1 and "<red-robot>" in gen_status and "seed 1" in gen_status
+
+    pushed = alice.predict("", "red-robot", ORG, False, "openrail++", ALICE_WRITE, api_name="/push")
+    assert f"{ORG}/red-robot" in pushed and "✔" in pushed and ALICE_WRITE not in pushed
+    assert "learned_embeds.safetensors" in hub.api(ALICE_WRITE).list_repo_files(f"{ORG}/red-robot")
+
+    bob = client(url)  # a second visitor
+    assert keywords(bob) == []
+    choices, previews, text = bob.predict("red", "", api_name="/search")
+    assert f"{ORG}/red-robot" in str(choices) and "<red-robot>" in text and previews
+    _, _, loaded = bob.predict("red-robot", "", "", api_name="/load_concept")
+    assert "✔" in loaded and "<red-robot>" in loaded
+    assert keywords(bob) == ["<red-robot>"]
+    images, gen_status = bob.predict("a photo of <red-robot>", "", 4, 7.5, 64, 64, 3, 1, api_name="/generate")
+    assert len(images) == 1 and "<red-robot>" in gen_status
+
+
+def test_two_visitors_at_once_see_only_their_own_concepts(url):
+    one, two = client(url), client(url)
+    add_images(one, ROBOT[:3])
+    add_images(two, MUG[:3])
+    jobs = [
+        one.submit(*train_args("<robot-one>", steps=3, preview_every=0), api_name="/train"),
+        two.submit(*train_args("<mug-two>", steps=3, preview_every=0, init="mug"), api_name="/train"),
+    ]
+    assert all("Finished" in job.result(timeout=120)[0] for job in jobs)
+    assert keywords(one) == ["<robot-one>"] and keywords(two) == ["<mug-two>"]
+
+    results = {}
+
+    def draw(name: str, c: Client, prompt: str) -> None:
+        results[name] = c.predict(prompt, "", 3, 7.5, 64, 64, 0, 1, api_name="/generate")
+
+    threads = [
+        threading.Thread(target=draw, args=("one", one, "a photo of <robot-one>")),
+        threading.Thread(target=draw, args=("two", two, "a photo of <mug-two> and <robot-one>")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert "<robot-one>" in results["one"][1]
+    assert "<mug-two>" in results["two"][1] and "<robot-one>" not in results["two"][1]  # not theirs: plain text
+
+
+def test_errors_are_explained_in_the_page(url, tmp_path):
+    c = client(url)
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("hello")
+    blurry = tmp_path / "blurry.png"
+    Image.open(ROBOT[0]).convert("RGB").resize((64, 64)).resize((512, 512)).filter(ImageFilter.GaussianBlur(2)).save(blurry)
+    small = tmp_path / "small.png"
+    Image.open(ROBOT[1]).convert("RGB").resize((128, 128)).save(small)
+    thumbs, notes, _ = add_images(c, [not_image, blurry, small])
+    assert "notes.txt: not an image" in notes
+    assert "blurry.png" in notes and "blurry or upscaled" in notes
+    assert "small.png: only 128x128" in notes
+    assert len(thumbs) == 3 and "refused" in thumbs[0]["caption"]
+    c.predict(api_name="/clear_images")
+
+    status = c.predict(*train_args("<x-thing>"), api_name="/train")[0]
+    assert status.startswith("✖") and "add 3 to 5 images" in status
+    add_images(c, ROBOT[:1])
+    status = c.predict(*train_args("robot"), api_name="/train")[0]
+    assert "already means something" in status
+
+    _, gen_status = c.predict("   ", "", 4, 7.5, 64, 64, 0, 1, api_name="/generate")
+    assert gen_status.startswith("✖") and "prompt is empty" in gen_status
+
+    assert "train a concept first" in c.predict("", "x", "", False, "mit", "", api_name="/push")
+    assert "no such model repo" in c.predict("nobody/nothing", "", "", api_name="/load_concept")[2]
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a pickle at all")
+    assert c.predict(handle_file(str(bad)), "", api_name="/load_embedding")[2].startswith("✖")
+
+
+def test_push_without_a_token_says_how_to_log_in(url):
+    c = client(url)
+    add_images(c, ROBOT[:2])
+    c.predict(*train_args("<tokenless>", steps=1, preview_every=0), api_name="/train")
+    status = c.predict("", "tokenless", "", False, "mit", "", api_name="/push")
+    assert status.startswith("✖") and "not logged in" in status
+
+
+def test_stop_ends_cleanly_and_keeps_what_was_learned(url):
+    c = client(url)
+    add_images(c, ROBOT[:3])
+    job = c.submit(*train_args("<stopped>", steps=2000, preview_every=0), api_name="/train")
+    while not any("step" in str(out[0]) for out in job.outputs()):
+        assert not job.done(), job.result()
+        threading.Event().wait(0.1)
+    assert "Stopping" in c.predict(api_name="/stop")
+    status, *_, diffusers, a1111, everything, table, _, _, result = job.result(timeout=60)
+    assert "Stopped early" in status and Path(diffusers).exists() and "<stopped>" in result
+
+
+def test_uploaded_embedding_and_negative_keyword(url, tmp_path, tiny_sd, robot_images):
+    output = tmp_path / "run"
+    list(Trainer(tiny_sd, robot_images[:2], TrainConfig(token="<bad-art>", init_word="sketch", steps=1), output).run())
+    c = client(url)
+    _, picker, status = c.predict(handle_file(str(output / "bad-art.pt")), "<ugly>", api_name="/load_embedding")
+    assert "✔" in status and picker["value"] == "<ugly>"
+    _, gen_status = c.predict("a photo of a cat", "<ugly>", 3, 7.5, 64, 64, 0, 1, api_name="/generate")
+    assert "<ugly>" in gen_status
+
+
+# -- the pieces under the app ---------------------------------------------------------------------
+
+
+def test_chunked_training_across_processes_equals_one_run(tiny_sd, robot_images, tmp_path):
+    """ZeroGPU: each chunk runs in a forked worker, so everything crossing must pickle, and the
+    chunks together must train exactly what one uninterrupted run trains."""
+    config = TrainConfig(token="<red-robot>", init_word="robot", steps=5, seed=3)
+    whole = list(Trainer(tiny_sd, robot_images, config, tmp_path / "whole").run())[-1].concept
+
+    def in_worker(images, cfg, output_dir, state=None, pause_at=None):
+        args = pickle.loads(pickle.dumps((images, cfg, output_dir, state, pause_at)))
+        for event in ts.train_chunk(tiny_sd, *args):
+            yield pickle.loads(pickle.dumps(event))
+
+    chunked = list(ts.run_training(robot_images, config, tmp_path / "chunked", in_worker, chunk_steps=2))
+    view = chunked[-1]
+    assert view.phase == "finished" and [s for s, _ in view.losses] == [1, 2, 3, 4, 5]
+    assert torch.equal(view.finished.concept.vectors["clip_l"], whole.vectors["clip_l"])
+
+
+def test_stop_between_chunks_finishes_with_the_vectors(tiny_sd, robot_images, tmp_path):
+    config = TrainConfig(token="<red-robot>", steps=6)
+    run = ts.run_training(robot_images, config, tmp_path, lambda *a: ts.train_chunk(tiny_sd, *a), chunk_steps=2)
+    for view in run:
+        if view.step == 2:
+            (tmp_path / ts.STOP_FILE).touch()
+    assert view.phase == "stopped" and view.finished.step == 2
+    assert (tmp_path / "learned_embeds.safetensors").exists()
+
+
+def test_image_checks():
+    sharp = Image.open(ROBOT[0]).convert("RGB")
+    assert ts.detail_warnings(sharp) == []
+    upscaled = sharp.resize((64, 64)).resize((512, 512), Image.Resampling.BICUBIC)
+    assert "blurry or upscaled" in ts.detail_warnings(upscaled)[0][0]
+    assert "blank" in ts.detail_warnings(Image.new("RGB", (300, 300), "white"))[0][0]
+    assert ts.suggest_keyword("My Red Robot!") == "<my-red-robot>" and ts.suggest_keyword("  ") == ""
+
+
+def test_session_folders_are_private_and_cleaned_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTINV_WORK_ROOT", str(tmp_path))
+    one, two = ts.Session(), ts.Session()
+    assert one.folder != two.folder and one.folder.parent == tmp_path
+    one.cleanup()
+    assert not one.folder.exists() and two.folder.exists()
+
+
+def test_estimates(tiny_sd):
+    measured = estimate.estimate_training(tiny_sd, 1000)
+    assert measured.measured and 0 < measured.seconds < 600 and "measured" in measured.describe()
+    cpu = estimate.table_seconds_per_step("SD 1.x", "cpu", 512)
+    gpu = estimate.table_seconds_per_step("SD 1.x", "cuda", 512, gpu="NVIDIA H200")
+    assert cpu > 50 * gpu
+    assert estimate.table_seconds_per_step("SDXL", "cuda", 1024, gpu="Tesla T4") > estimate.table_seconds_per_step(
+        "SDXL", "cuda", 1024, gpu="NVIDIA A100-SXM4-80GB"
+    )
+    slow = estimate.Estimate(1000 * cpu, cpu, "CPU (2 cores)", measured=False, cpu_only=True)
+    assert "no GPU" in slow.describe() and "very slow" in slow.describe()
+    assert estimate.format_duration(42) == "42 s" and estimate.format_duration(3 * 3600 + 600) == "3 h 10 min"
+
+
+def test_tokens(monkeypatch, app_module):
+    import gradio as gr
+
+    app = app_module[0]
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
+    mock = gr.OAuthToken(token=app.MOCK_OAUTH_TOKEN, scope="", expires_at=0)
+    real = gr.OAuthToken(token="hf_visitor", scope="", expires_at=0)
+    assert app.visitor_token(real, "") == "hf_visitor"
+    assert app.visitor_token(mock, "") == "hf_from_env"  # the local mock login is not a real token
+    assert app.visitor_token(None, " hf_typed ") == "hf_typed"
+    monkeypatch.setattr(app, "ON_SPACE", True)
+    assert app.visitor_token(None, "") is False  # a Space never lends its own token to visitors
+
+
+def test_offline_without_weights_opens_on_the_demo_model(app_module, tmp_path):
+    app = app_module[0]
+    model, reason = app.load_model(str(tmp_path))  # a folder that is not a model: like no weights at all
+    assert model.is_demo and str(tmp_path) in reason

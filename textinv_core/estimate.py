@@ -1,0 +1,220 @@
+"""How long a training run will take, said before it starts.
+
+A first-time visitor should know whether to wait two minutes or to go and find a GPU. The estimate
+is deliberately simple and says how it was made:
+
+- On a built-in demo model it is *measured*: three training steps on a blank image and one preview
+  take a fraction of a second, and the results are cached per (resolution, batch size).
+- On a real model it comes from the small table below: seconds per optimizer step at batch 1, at
+  the family's native resolution, with the frozen model in bf16/fp16 on an A100-class GPU, or fp32
+  on a CPU. It is scaled by the GPU's class, the CPU's core count, the resolution, the batch size,
+  gradient accumulation and the preview images, so treat it as "minutes or hours", not as a promise.
+
+Where the numbers come from: the GPU rows are the usual throughput of Textual Inversion with a
+frozen model in half precision (the diffusers example reports ~4-5 steps/s for SD 1.5 at 512 px on
+an A100; SD 2.x at 768 px and SDXL at 1024 px have 2.25x and 4x the pixels); the CPU row for SD 1.x
+was measured with this library on a random-weight SD 1.5 (same architecture and size as the real
+one) on a 2-core x86 cloud machine: 24 s per step at 256 px, 35 s at 512 px (a step on a CPU is
+dominated by streaming the 3.4 GB of fp32 weights, so it grows slowly with the resolution), and a
+20-step preview cost as much as ~16 steps. SD 2.x and SDXL are scaled by their U-Net sizes. A
+machine with more cores is credited linearly with them, up to 16 (memory bandwidth caps the gain).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Seconds per step, batch 1, native resolution (SD 1.x: 512, SD 2.x: 768, SDXL: 1024).
+GPU_SECONDS = {"SD 1.x": 0.25, "SD 2.x": 0.55, "SDXL": 1.0}  # A100-class GPU, bf16/fp16
+CPU_SECONDS_2_CORES = {"SD 1.x": 35.0, "SD 2.x": 70.0, "SDXL": 140.0}  # fp32, 2 cores
+MPS_FACTOR = 8.0  # an Apple-silicon GPU (fp32) against an A100
+
+# How much slower than an A100 a GPU is, matched on its name (first match wins).
+GPU_CLASSES = (
+    ("H200", 0.6), ("H100", 0.6), ("GH200", 0.6), ("A100", 1.0), ("L40", 1.1), ("4090", 1.1),
+    ("A6000", 1.6), ("3090", 1.8), ("A10", 2.5), ("L4", 3.0), ("4080", 1.5), ("T4", 6.0), ("V100", 2.5),
+)
+UNKNOWN_GPU = 3.0
+
+# One preview is 20 denoising steps, each two forward passes (guidance) with no backward pass:
+# measured ~16 training steps' worth on a CPU; on a GPU it is less, but previews are few.
+PREVIEW_STEPS_EQUIVALENT = 16
+# ZeroGPU: each GPU call waits for a slot and forks a worker, a few seconds each.
+ZERO_GPU_CALL_OVERHEAD = 8.0
+SLOW_SECONDS = 3600  # beyond this the estimate is shown as a warning
+NATIVE = {"SD 1.x": 512, "SD 2.x": 768, "SDXL": 1024}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float  # the whole run
+    seconds_per_step: float  # one optimizer step, previews excluded
+    device: str  # what it runs on, in words
+    measured: bool  # measured on this machine (demo models) rather than read from the table
+    cpu_only: bool
+
+    @property
+    def slow(self) -> bool:
+        return self.seconds > SLOW_SECONDS
+
+    def describe(self) -> str:
+        """One or two sentences for the page."""
+        how = "measured on this machine" if self.measured else "rough estimate"
+        text = f"About **{format_duration(self.seconds)}** on {self.device} ({how}, {self.seconds_per_step:.2g} s per step)."
+        if self.cpu_only and not self.measured:
+            text = (
+                f"⚠ **This machine has no GPU.** Training a real model on a CPU is very slow: about "
+                f"**{format_duration(self.seconds)}** for these settings ({self.seconds_per_step:.0f} s per step; "
+                "a GPU is about 100× faster). Try fewer steps, a smaller resolution, or a GPU Space."
+            )
+        elif self.slow:
+            text = f"⚠ {text} That is a long run: consider fewer steps or a smaller resolution."
+        return text
+
+
+def format_duration(seconds: float) -> str:
+    """`45 s`, `3 min`, `1 h 20 min`, `2 days 4 h`."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+def device_name(device_type: str) -> str:
+    """The GPU's name (`NVIDIA H200`), `Apple GPU (MPS)` or `CPU (N cores)`."""
+    if device_type == "cuda":
+        try:
+            import torch
+
+            return torch.cuda.get_device_name(0)
+        except Exception:  # ZeroGPU before a call, or a driver hiccup: the name is only cosmetic
+            return "GPU"
+    if device_type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({cpu_cores()} cores)"
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def gpu_factor(name: str) -> float:
+    upper = name.upper()
+    return next((factor for key, factor in GPU_CLASSES if key in upper), UNKNOWN_GPU)
+
+
+def table_seconds_per_step(
+    family: str, device_type: str, resolution: int, batch_size: int = 1, grad_accum: int = 1, gpu: str = ""
+) -> float:
+    """Seconds per optimizer step from the table, scaled to the settings."""
+    family = family if family in NATIVE else "SD 1.x"
+    ratio = resolution / NATIVE[family]
+    if device_type == "cpu":
+        # Weight traffic dominates: 256 -> 512 px took 1.46x as long, i.e. ratio^0.55 per image.
+        base = CPU_SECONDS_2_CORES[family] * 2 / min(16, max(1, cpu_cores()))
+        return base * ratio**0.55 * (1 + 0.8 * (batch_size - 1)) * grad_accum
+    # GPU: compute-bound; convolutions scale with pixels, self-attention a little faster.
+    scale = max(ratio**2.3 * batch_size, 0.35) * grad_accum  # a small step still launches every kernel
+    base = GPU_SECONDS[family] * (gpu_factor(gpu) if device_type == "cuda" else MPS_FACTOR)
+    return base * scale
+
+
+_MEASURED: dict[tuple, float] = {}
+_MEASURE_LOCK = threading.Lock()
+
+
+def measure_seconds_per_step(model, resolution: int, batch_size: int = 1, steps: int = 3) -> float:
+    """Time a few real training steps of `model` on a blank image (fast on the demo models only)."""
+    key = (model.spec, resolution, batch_size)
+    with _MEASURE_LOCK:
+        if key in _MEASURED:
+            return _MEASURED[key]
+        from PIL import Image
+
+        from .images import TrainingImage
+        from .train import TrainConfig, Trainer
+
+        image = TrainingImage("blank.png", Image.new("RGB", (resolution, resolution), (128, 128, 128)))
+        config = TrainConfig(token="<timing-probe>", steps=steps + 1, batch_size=batch_size, resolution=resolution)
+        with tempfile.TemporaryDirectory(prefix="textinv-timing-") as folder:
+            trainer = Trainer(model, [image], config, Path(folder))
+            trainer.train_step()  # the first step pays for lazy initialisation
+            begin = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step()
+            seconds = (time.perf_counter() - begin) / steps
+        _MEASURED[key] = seconds
+        return seconds
+
+
+def measure_preview_seconds(model) -> float:
+    """Time one preview image (20 denoising steps) of `model` (fast on the demo models only)."""
+    key = (model.spec, "preview")
+    with _MEASURE_LOCK:
+        if key not in _MEASURED:
+            from .generate import generate
+
+            begin = time.perf_counter()
+            generate(model, "a photo", steps=20, seed=0)
+            _MEASURED[key] = time.perf_counter() - begin
+        return _MEASURED[key]
+
+
+def estimate_training(
+    model,
+    steps: int,
+    batch_size: int = 1,
+    grad_accum: int = 1,
+    resolution: int | None = None,
+    preview_every: int = 0,
+    zero_gpu_chunk_steps: int = 0,
+) -> Estimate:
+    """The time a run with these settings should take on this machine, previews included."""
+    resolution = resolution or model.resolution
+    device_type = model.placement.device.type
+    device = device_name(device_type)
+
+    def per_step_at(res: int, batch: int) -> float:
+        if model.is_demo:
+            return measure_seconds_per_step(model, res, batch)
+        return table_seconds_per_step(model.family.name, device_type, res, batch, 1, device)
+
+    per_step = per_step_at(resolution, batch_size) * grad_accum
+    previews = steps // preview_every if preview_every else 0
+    preview_cost = 0.0
+    if previews:  # one image at the model's own resolution, 20 denoising steps
+        if model.is_demo:
+            preview_cost = measure_preview_seconds(model)
+        else:
+            preview_cost = per_step_at(model.resolution, 1) * PREVIEW_STEPS_EQUIVALENT
+    total = steps * per_step + previews * preview_cost
+    if zero_gpu_chunk_steps:
+        total += math.ceil(steps / zero_gpu_chunk_steps) * ZERO_GPU_CALL_OVERHEAD
+    return Estimate(total, per_step, device, model.is_demo, cpu_only=device_type == "cpu")
+
+
+def generation_seconds(model, steps: int, num_images: int, width: int, height: int) -> float:
+    """Rough seconds for one generation request (used to size ZeroGPU calls)."""
+    device_type = model.placement.device.type
+    if model.is_demo:
+        return 2.0 + 0.02 * steps * num_images
+    per_train_step = table_seconds_per_step(
+        model.family.name, device_type, int(math.sqrt(width * height)), 1, 1, device_name(device_type)
+    )
+    return 5.0 + steps * num_images * per_train_step * 2 / 3  # two forwards (guidance) ~ 2/3 of a step
