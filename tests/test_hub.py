@@ -160,3 +160,10 @@ def test_repo_names_are_slugged():
     assert repo_id_for("alice", "<cat-toy>") == "alice/cat-toy"
     with pytest.raises(HubError):
         repo_id_for("bad namespace", "x")
+
+
+def test_offline_without_a_cached_copy_says_so(hub, tiny_sd, monkeypatch, tmp_path):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(HubError, match="not in the local cache"):
+        load_concept("alice/never-cached", tiny_sd, api=HfApi(endpoint=hub.endpoint), allow_local=False)

@@ -99,9 +99,9 @@ def download_concept(ref: HubRef, api: HfApi | None = None, cache_dir: str | Pat
         return Path(folder)
     except RepositoryNotFoundError:
         raise HubError(f"{ref.repo_id}: no such model repo on the Hub (or it is private and your token can't see it)") from None
-    except (EntryNotFoundError, LocalEntryNotFoundError) as err:
-        if isinstance(err, LocalEntryNotFoundError) and not isinstance(err, EntryNotFoundError):
-            raise HubError(f"{ref.repo_id}: can't reach the Hub and it is not in the local cache") from None
+    except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: catch it first
+        raise HubError(f"{ref.repo_id}: can't reach the Hub and it is not in the local cache") from None
+    except EntryNotFoundError:
         raise HubError(f"{ref.repo_id}: has no file {ref.filename!r}") from None
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
         raise HubError(f"{ref.repo_id}: download failed ({_reason(err)})") from None
