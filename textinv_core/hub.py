@@ -104,7 +104,7 @@ def download_concept(ref: HubRef, api: HfApi | None = None, cache_dir: str | Pat
     except EntryNotFoundError:
         raise HubError(f"{ref.repo_id}: has no file {ref.filename!r}") from None
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
-        raise HubError(f"{ref.repo_id}: download failed ({_reason(err)})") from None
+        raise HubError(f"{ref.repo_id}: download failed ({error_reason(err)})") from None
 
 
 def _check_sizes(api: HfApi, repo_id: str, filenames: list[str] | None) -> None:
@@ -129,7 +129,7 @@ def search_concepts(query: str, api: HfApi | None = None, author: str = CONCEPTS
     except OfflineModeIsEnabled:
         raise HubError("searching the Hub needs a network connection (HF_HUB_OFFLINE is set)") from None
     except (HfHubHTTPError, httpx2.HTTPError) as err:
-        raise HubError(f"Hub search failed ({_reason(err)})") from None
+        raise HubError(f"Hub search failed ({error_reason(err)})") from None
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(lambda m: _describe(api, m), models))
 
@@ -155,7 +155,7 @@ def _small_text(api: HfApi, repo_id: str, filename: str) -> str | None:
     return next((line.strip() for line in lines if line.strip()), None)
 
 
-def _reason(err: BaseException) -> str:
+def error_reason(err: BaseException) -> str:
     """A short cause without request headers (which would carry the token)."""
     if isinstance(err, httpx2.ConnectError):
         return "can't connect to the Hub: check the network"

@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import load_file
 
 from .concepts import concept_name
-from .hub import REPO_ID, HubError, _reason
+from .hub import REPO_ID, HubError, error_reason
 
 LICENSES = ("openrail++", "creativeml-openrail-m", "cc-by-4.0", "cc-by-nc-4.0", "mit", "apache-2.0", "other")
 
@@ -47,9 +47,9 @@ def check_can_push(api: HfApi, namespace: str) -> str:
     except HfHubHTTPError as err:
         if err.response is not None and err.response.status_code == 401:
             raise HubError("the Hub refused this token (invalid or expired): log in again or paste a new one") from None
-        raise HubError(f"could not check the token ({_reason(err)})") from None
+        raise HubError(f"could not check the token ({error_reason(err)})") from None
     except (httpx2.HTTPError, OSError) as err:
-        raise HubError(f"can't reach the Hub ({_reason(err)}); your files are safe, try again later") from None
+        raise HubError(f"can't reach the Hub ({error_reason(err)}); your files are safe, try again later") from None
     role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
         raise HubError("this token is read-only: create a token with write access (or log in with the write scope)")
@@ -190,7 +190,7 @@ def push_concept(
                     f"the Hub refused the push to {repo_id} (HTTP {status}): the repo may belong to someone else, "
                     "or the token lacks write access. Your files are safe; fix that and push again"
                 ) from None
-            raise HubError(f"push to {repo_id} failed ({_reason(err)}); your files are safe, push again") from None
+            raise HubError(f"push to {repo_id} failed ({error_reason(err)}); your files are safe, push again") from None
         except (httpx2.HTTPError, OSError) as err:
-            raise HubError(f"push to {repo_id} failed ({_reason(err)}); your files are safe, push again") from None
+            raise HubError(f"push to {repo_id} failed ({error_reason(err)}); your files are safe, push again") from None
     return str(url)

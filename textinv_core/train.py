@@ -17,6 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -202,6 +203,9 @@ class Trainer:
         self.image_paths = [item.path for item in images if item.path]
         self.images = images
         self.prompts = self._prompts([item.name for item in images])
+        # each image's first row in the flat, tokenized list of all candidate prompts
+        self.prompt_starts = torch.tensor([0, *accumulate(len(p) for p in self.prompts)][:-1])
+        self.prompt_counts = torch.tensor([len(p) for p in self.prompts])
         self.tokens = tokenize_all(model, sum(self.prompts, []), [self.concept])
         self.target_norms = {slot.kind: typical_norm(slot) for slot in model.text_encoders}
         self.generator = torch.Generator().manual_seed(config.seed + 1_000_003 * self.rank)
@@ -238,9 +242,8 @@ class Trainer:
         size = self.config.batch_size
         index = self._draw_images(size)
         variant = torch.randint(0, self.latents.mean.shape[1], (size,), generator=self.generator)
-        starts = torch.tensor([sum(len(p) for p in self.prompts[:i]) for i in index.tolist()])
-        counts = torch.tensor([len(self.prompts[i]) for i in index.tolist()])
-        prompt_index = starts + (torch.rand(size, generator=self.generator) * counts).long()
+        pick = torch.rand(size, generator=self.generator) * self.prompt_counts[index]
+        prompt_index = self.prompt_starts[index] + pick.long()
         latents = self.latents.sample(index, variant, self.generator)
         noise = torch.randn(latents.shape, generator=self.generator)
         num_timesteps = self.noise_scheduler.config.num_train_timesteps
