@@ -5,11 +5,12 @@ import torch
 
 from conftest import assert_same_state, model_state
 from textinv_core.concepts import new_concept
-from textinv_core.train import Checkpointed, Finished, Progress, TrainConfig, Trainer, denoising_loss
+from textinv_core.loss import denoising_loss
+from textinv_core.train import Checkpointed, Finished, Progress, TrainConfig, Trainer
 
 
 def _config(**overrides) -> TrainConfig:
-    settings = dict(token="<red-robot>", init_word="robot", num_vectors=2, steps=6, batch_size=2, seed=3)
+    settings = dict(token="<red-rocket>", init_word="robot", num_vectors=2, steps=6, batch_size=2, seed=3)
     return TrainConfig(**(settings | overrides))
 
 
@@ -184,22 +185,22 @@ def test_data_parallel_training_with_two_processes(tiny_sd, robot_images, tmp_pa
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               "-m", "textinv_core", "train", "--model", "builtin:tiny-sd", "--images", str(EXAMPLES / "red-robot"),
-               "--token", "<red-robot>", "--steps", "3", "--output", str(out)]
+               "-m", "textinv_core", "train", "--model", "builtin:tiny-sd", "--images", str(EXAMPLES / "red-rocket"),
+               "--token", "<red-rocket>", "--steps", "3", "--output", str(out)]
     result = subprocess.run(command, cwd=ROOT, env=os.environ | {"TRANSFORMERS_VERBOSITY": "error"},
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("done at step 3") == 1
     state = torch.load(out / "checkpoints" / "step-000003.pt", weights_only=True)
     assert len(state["generators"]) == 2 and not torch.equal(state["generators"][0], state["generators"][1])
-    alone = Trainer(tiny_sd, robot_images, _config(token="<red-robot>", num_vectors=1, batch_size=1), tmp_path / "x")
+    alone = Trainer(tiny_sd, robot_images, _config(token="<red-rocket>", num_vectors=1, batch_size=1), tmp_path / "x")
     with pytest.raises(ValueError, match="made by 2 process"):
         alone.resume(out)
 
 
 def test_captions_replace_the_templates_for_their_image(tiny_sd, robot_images, tmp_path):
-    captions = {robot_images[0].name: "a <red-robot> waving on a table", robot_images[1].name: "at night"}
+    captions = {robot_images[0].name: "a <red-rocket> waving on a table", robot_images[1].name: "at night"}
     trainer = Trainer(tiny_sd, robot_images, _config(captions=captions), tmp_path)
-    assert trainer.prompts[0] == ["a <red-robot> waving on a table"]
-    assert trainer.prompts[1] == ["a photo of a <red-robot>, at night"]  # keyword added when missing
-    assert len(trainer.prompts[2]) >= 20 and all("<red-robot>" in p for p in trainer.prompts[2])
+    assert trainer.prompts[0] == ["a <red-rocket> waving on a table"]
+    assert trainer.prompts[1] == ["a photo of a <red-rocket>, at night"]  # keyword added when missing
+    assert len(trainer.prompts[2]) >= 20 and all("<red-rocket>" in p for p in trainer.prompts[2])

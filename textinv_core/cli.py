@@ -206,6 +206,8 @@ def run_train(args: argparse.Namespace) -> int:
             elif isinstance(event, Finished) and not quiet:
                 bar.close()
                 print(f"{'stopped' if event.stopped else 'done'} at step {event.step}: {event.output_dir}")
+                if event.readout:
+                    print(f"quality: {event.readout.summary()}")
     except KeyboardInterrupt:
         bar.close()
         trainer.save_outputs()

@@ -19,20 +19,20 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from accelerate import PartialState
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import compute_snr
 
 from .concepts import Concept, new_concept, typical_norm
 from .images import TrainingImage
 from .latents import LatentCache, encode_images
+from .loss import Batch, denoising_loss
 from .models import BaseModel
-from .prompts import EncoderTokens, encode_tokens, tokenize_all
+from .quality import Readout, readout
+from .prompts import tokenize_all
 from .templates import templates_for
 from .writers import write_concept_files, write_concept_images
 
@@ -66,6 +66,7 @@ class TrainConfig:
     preview_every: int = 0
     preview_prompt: str | None = None
     preview_seed: int = 0
+    evaluate: bool = True  # measure the learned keyword against its starting word at the end
 
     def check(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum}
@@ -116,41 +117,7 @@ class Finished:
     stopped: bool  # True when stopped early: the files hold what was learned so far
     output_dir: Path
     concept: Concept
-
-
-@dataclass
-class Batch:
-    latents: torch.Tensor
-    noise: torch.Tensor
-    timesteps: torch.Tensor
-    tokens: list[EncoderTokens]
-    time_ids: torch.Tensor
-
-
-def denoising_loss(
-    model: BaseModel,
-    concepts: Sequence[Concept],
-    batch: Batch,
-    noise_scheduler: DDPMScheduler,
-    min_snr_gamma: float | None = None,
-) -> torch.Tensor:
-    """Mean diffusion loss of the frozen model on `batch` with `concepts` applied (float32 scalar)."""
-    device, dtype = model.device, model.placement.dtype
-    latents, noise, timesteps = (t.to(device) for t in (batch.latents, batch.noise, batch.timesteps))
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    if model.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    cond = encode_tokens(model, batch.tokens, concepts).to(dtype)
-    extra = model.family.unet_kwargs(cond, batch.time_ids.to(device, dtype))
-    pred = model.pipe.unet(noisy.to(dtype), timesteps, cond.prompt_embeds, **extra).sample
-    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    if min_snr_gamma:
-        snr = compute_snr(noise_scheduler, timesteps)
-        weight = torch.clamp(snr, max=min_snr_gamma) / (snr + 1 if model.prediction_type == "v_prediction" else snr)
-        per_sample = per_sample * weight
-    return per_sample.mean()
+    readout: Readout | None = None  # how well it was learned (None when the config turns it off)
 
 
 def _on_cpu(value):
@@ -189,6 +156,7 @@ class Trainer:
         self.concept = new_concept(
             model, config.token, config.init_word, config.num_vectors, config.concept_type, config.seed
         )
+        self.start = self.concept.detached()  # the starting vectors, for the readout
         self.params = list(self.concept.vectors.values())
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=0.0)
         warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(0.05 * config.steps)
@@ -334,7 +302,8 @@ class Trainer:
         if self.step < config.steps and not self._stop.is_set():
             yield Paused(self.step)
             return
-        yield Finished(self.step, self.step < config.steps, self.output_dir, self.concept.detached())
+        quality = self.readout() if config.evaluate and self.is_main else None
+        yield Finished(self.step, self.step < config.steps, self.output_dir, self.concept.detached(), quality)
 
     def preview(self) -> list:
         from .generate import generate  # generation imports the pipeline machinery; keep it lazy
@@ -347,6 +316,16 @@ class Trainer:
         for i, image in enumerate(images):
             image.save(folder / f"step-{self.step:06d}-{i}.png")
         return images
+
+    def readout(self) -> Readout:
+        """How much better the learned keyword explains the training images than its starting
+        vectors did, on a fixed evaluation set; also written to `quality.json`."""
+        result = readout(self.model, self.latents, self.concept.detached(), self.start)
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "quality.json").write_text(json.dumps(
+                asdict(result) | {"improvement": result.improvement, "verdict": result.verdict}, indent=2))
+        return result
 
     # -- files --------------------------------------------------------------------------------
 
