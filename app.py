@@ -5,9 +5,9 @@ it, or load someone else's). This file only wires widgets to `textinv_core`; the
 lives in `textinv_core/session.py`.
 
     python app.py                         # the model in $TEXTINV_MODEL, else Stable Diffusion 1.5
-    python app.py --model builtin:tiny-sd # the built-in demo model (offline, random weights)
+    python app.py --model builtin:toyworld # the built-in demo model (offline; draws a toy world)
 
-With no network and no cached weights the app opens on the built-in demo model and says so.
+With no network and no cached weights the app opens on the built-in toy-world model and says so.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ except ImportError:
 
 import argparse
 import html
+import json
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ import gradio as gr
 import pandas as pd
 from huggingface_hub import HfApi
 
-from textinv_core import estimate, publish, readers, sources
+from textinv_core import estimate, publish, readers, sources, toyworld
 from textinv_core import session as ts
 from textinv_core.concepts import concept_name, new_concept
 from textinv_core.generate import generate
@@ -42,7 +43,8 @@ from textinv_core.train import DEFAULT_LR, DEFAULT_STEPS, TrainConfig
 log = logging.getLogger("textinv.app")
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEMO_MODEL = "builtin:tiny-sd"
+DEMO_MODEL = "builtin:toyworld"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MOCK_OAUTH_TOKEN = "mock-oauth-token-for-local-dev"  # what gradio hands out locally: not a real token
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
 ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
@@ -274,7 +276,7 @@ def resolution_choices(native: int) -> list[int]:
 
 def add_images(files, session: ts.Session):
     paths = [(str(f), Path(str(f)).name) for f in (files or [])]
-    notes = session.add_images(paths)
+    notes = session.add_images(paths, model().resolution)
     return thumbnails(session), image_report(session, notes), None
 
 
@@ -403,6 +405,8 @@ def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size
     session.finished_runs.append(view)
     example = default_preview_prompt(keyword, config.concept_type)
     result = f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`" + (f"\n\n({note})" if note else "")
+    if view.finished.readout:
+        result += f"\n\n**How well it learned:** {view.finished.readout.summary()}"
     yield train_update(progress_text(view), loss_frame(view.losses), view.previews,
                        files=ts.download_files(output_dir, model().family.is_sdxl), session=session, keyword=keyword,
                        result=result)
@@ -567,6 +571,46 @@ def account_status(token_text: str | None = None, profile: gr.OAuthProfile | Non
 OAUTH = ON_SPACE and bool(os.environ.get("OAUTH_CLIENT_ID"))
 
 
+# -- the demo model -------------------------------------------------------------------------------
+
+
+def demo_banner(base: BaseModel, fallback: str | None) -> str:
+    """What the built-in model can and cannot do, said before anything else on the page."""
+    reason = f"{fallback}, so " if fallback else ""
+    vocab = toyworld.vocabulary(base)
+    if vocab is None:
+        return (f"⚠ **Demo mode.** {reason}this app runs on `{base.spec}`, a tiny built-in model with **random "
+                "weights: its images are noise.** Every step works end to end (training, previews, downloads, the "
+                "Hub), but nothing it draws means anything. Set `TEXTINV_MODEL` to a Stable Diffusion model for "
+                "real results.")
+    prompts = " · ".join(f"`{p}`" for p in vocab["example_prompts"])
+    return (f"🧸 **Demo mode.** {reason}this app runs on `{base.spec}`, a small model this project trained on a "
+            f"toy world of {vocab['size']} px pictures, not Stable Diffusion. It draws "
+            f"{toyworld.summary(vocab)}. Try {prompts}. It can also draw things it has **no word for**: "
+            "teach it one from an example set in the Train tab. For real photos, set `TEXTINV_MODEL` to a "
+            "Stable Diffusion model.")
+
+
+def example_sets(base: BaseModel) -> list[dict]:
+    """The example concept sets made for this model (`examples/*/concept.json`)."""
+    sets = []
+    for meta_file in sorted(EXAMPLES_DIR.glob("*/concept.json")):
+        meta = json.loads(meta_file.read_text())
+        if meta.get("model") == base.spec:
+            sets.append(meta | {"folder": meta_file.parent})
+    return sets
+
+
+def load_example(example: dict, session: ts.Session):
+    """Put an example set's images in the Train tab and fill in its name, keyword and word."""
+    session.clear_images()
+    files = sorted(p for p in example["folder"].iterdir() if p.suffix == ".png")
+    notes = session.add_images([(str(p), p.name) for p in files], model().resolution)
+    name = example["folder"].name.replace("-", " ")
+    return (thumbnails(session), image_report(session, notes), None, name, example["token"], example["init_word"],
+            example["concept"])
+
+
 # -- the page -------------------------------------------------------------------------------------
 
 
@@ -593,14 +637,7 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
             "download it for AUTOMATIC1111 / ComfyUI / diffusers, or share it on the Hugging Face Hub."
         )
         if base.is_demo:
-            reason = f"{fallback}, so " if fallback else ""
-            gr.Markdown(
-                f"⚠ **Demo mode.** {reason}this app runs on `{base.spec}`, a tiny built-in model with **random "
-                "weights: its images are noise.** Every step works end to end (training, previews, downloads, the "
-                "Hub), but nothing it draws means anything. Set `TEXTINV_MODEL` to a Stable Diffusion model for "
-                "real results.",
-                elem_classes="demo-banner",
-            )
+            gr.Markdown(demo_banner(base, fallback), elem_classes="demo-banner", elem_id="demo-banner")
         gr.Markdown(f"Model: `{base.spec}` · {base.family.name} · {base.resolution} px · running on {device}",
                     elem_classes="model-line")
 
@@ -610,6 +647,11 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=5):
                         gr.Markdown("### 1 · Your images")
+                        example_buttons = []
+                        if examples := example_sets(base):
+                            with gr.Row(elem_id="example-sets"):
+                                gr.Markdown("**Try an example:**")
+                                example_buttons = [(gr.Button(ex["token"], size="sm"), ex) for ex in examples]
                         upload = gr.File(
                             label=f"Drop 3–5 images here (up to {MAX_IMAGES})", file_count="multiple", elem_id="train-images",
                             height=120,
@@ -637,7 +679,7 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                         name = gr.Textbox(label="Concept name", placeholder="e.g. red robot", elem_id="concept-name")
                         with gr.Row():
                             keyword = gr.Textbox(
-                                label="Keyword", placeholder="<red-robot>", elem_id="keyword",
+                                label="Keyword", placeholder="<red-rocket>", elem_id="keyword",
                                 info="The new word you will type in prompts",
                             )
                             init_word = gr.Textbox(
@@ -752,7 +794,7 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                         gr.Markdown("### Share a concept you trained")
                         push_run = gr.Dropdown([], label="Concept", info="Concepts trained in this tab", allow_custom_value=True)
                         with gr.Row():
-                            repo_name = gr.Textbox(label="Repo name", placeholder="red-robot")
+                            repo_name = gr.Textbox(label="Repo name", placeholder="red-rocket")
                             namespace = gr.Textbox(label="Namespace", placeholder="your user name", elem_id="namespace",
                                                    info="Empty: your account; or an organization of yours")
                         with gr.Row():
@@ -782,6 +824,10 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
         gpu_queue = dict(concurrency_limit=GPU_CONCURRENCY, concurrency_id="gpu")
         upload.upload(add_images, [upload, session], [thumbs, image_notes, upload], api_name="add_images")
         clear_btn.click(clear_images, [session], [thumbs, image_notes, upload], api_name="clear_images")
+        for button, example in example_buttons:
+            button.click(lambda s, ex=example: load_example(ex, s), [session],
+                         [thumbs, image_notes, upload, name, keyword, init_word, concept_type],
+                         api_name=f"example_{concept_name(example['token']).replace('-', '_')}")
         name.change(suggest_keyword, [name, keyword, session], [keyword], api_visibility="private")
         # One at a time and in order, so a slow first measurement can't overwrite a newer estimate.
         in_order = dict(concurrency_limit=1, concurrency_id="estimate", trigger_mode="always_last")
@@ -848,7 +894,7 @@ def launch(demo: gr.Blocks, **kwargs):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="textinv: the Textual Inversion studio (Gradio app)")
-    parser.add_argument("--model", help="Hub id, local diffusers folder or builtin:tiny-sd (default $TEXTINV_MODEL)")
+    parser.add_argument("--model", help="Hub id, local diffusers folder or builtin:toyworld (default $TEXTINV_MODEL)")
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; 0.0.0.0 to share)")
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Time textinv's training step and its peak memory against the reference Textual Inversion recipe.
 
-Two variants train the same concept (examples/red-robot, keyword <red-robot>, init word "robot") on
+Two variants train the same concept (examples/red-rocket, keyword <red-rocket>, init word "robot") on
 the same model, images, resolution, batch size, precision and number of steps:
 
   ours      textinv_core.train.Trainer, calling `trainer.train_step()` in a loop.
@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # torchvision and loading advice drown the step log
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-TOKEN, INIT_WORD = "<red-robot>", "robot"
-DEFAULT_IMAGES = REPO / "examples" / "red-robot"
+TOKEN, INIT_WORD = "<red-rocket>", "robot"
+DEFAULT_IMAGES = REPO / "examples" / "red-rocket"
 BUILD_VERSION = "v1"  # bump when build_random_pipeline changes, so cached models are rebuilt
 MB = 2**20
 

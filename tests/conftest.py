@@ -30,6 +30,12 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="session")
+def toyworld() -> BaseModel:
+    """The toy-world model: where learning, not just running, can be checked."""
+    return load_base_model("builtin:toyworld")
+
+
+@pytest.fixture(scope="session")
 def tiny_sd() -> BaseModel:
     return load_base_model("builtin:tiny-sd")
 
@@ -47,7 +53,7 @@ def tiny_model(request, tiny_sd, tiny_sdxl) -> BaseModel:
 
 @pytest.fixture(scope="session")
 def robot_images():
-    return load_images([EXAMPLES / "red-robot"])
+    return load_images([EXAMPLES / "red-rocket"])
 
 
 def model_state(model: BaseModel) -> dict[str, torch.Tensor]:

@@ -20,8 +20,8 @@ from textinv_core import estimate
 from textinv_core import session as ts
 from textinv_core.train import TrainConfig, Trainer
 
-ROBOT = sorted((EXAMPLES / "red-robot").glob("*.png"))
-MUG = sorted((EXAMPLES / "blue-mug").glob("*.png"))
+ROBOT = sorted((EXAMPLES / "red-rocket").glob("*.png"))
+MUG = sorted((EXAMPLES / "teal-mug").glob("*.png"))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub): 
     _, notes, _ = add_images(alice, ROBOT[:3])
     assert "3 images ready" in notes
 
-    job = alice.submit(*train_args("<red-robot>", steps=4, preview_every=3), api_name="/train")
+    job = alice.submit(*train_args("<red-rocket>", steps=4, preview_every=3), api_name="/train")
     final = job.result(timeout=120)
     status, plot, previews, diffusers, a1111, everything, table, _, _, result = final
     assert "Finished" in status and "4 / 4" in status
@@ -76,26 +76,26 @@ def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub): 
     assert {row[2] for row in plot["data"]} == {"loss", "average"}
     assert previews and all(Path(p["image"]).exists() for p in previews)  # the preview at step 3
     assert any("Training" in out[0] for out in job.outputs())  # it streamed while training
-    assert Path(diffusers).name == "learned_embeds.safetensors" and Path(a1111).name == "red-robot.pt"
+    assert Path(diffusers).name == "learned_embeds.safetensors" and Path(a1111).name == "red-rocket.pt"
     assert Path(everything).suffix == ".zip"
-    assert "<red-robot>" in result and table["data"][0][0] == "<red-robot>"
+    assert "<red-rocket>" in result and table["data"][0][0] == "<red-rocket>"
 
-    images, gen_status = alice.predict("a photo of <red-robot>", "", 4, 7.5, 64, 64, 1, 1, api_name="/generate")
-    assert len(images) == 1 and "<red-robot>" in gen_status and "seed 1" in gen_status
+    images, gen_status = alice.predict("a photo of <red-rocket>", "", 4, 7.5, 64, 64, 1, 1, api_name="/generate")
+    assert len(images) == 1 and "<red-rocket>" in gen_status and "seed 1" in gen_status
 
-    pushed = alice.predict("", "red-robot", ORG, False, "openrail++", ALICE_WRITE, api_name="/push")
-    assert f"{ORG}/red-robot" in pushed and "✔" in pushed and ALICE_WRITE not in pushed
-    assert "learned_embeds.safetensors" in hub.api(ALICE_WRITE).list_repo_files(f"{ORG}/red-robot")
+    pushed = alice.predict("", "red-rocket", ORG, False, "openrail++", ALICE_WRITE, api_name="/push")
+    assert f"{ORG}/red-rocket" in pushed and "✔" in pushed and ALICE_WRITE not in pushed
+    assert "learned_embeds.safetensors" in hub.api(ALICE_WRITE).list_repo_files(f"{ORG}/red-rocket")
 
     bob = client(url)  # a second visitor
     assert keywords(bob) == []
     choices, previews, text = bob.predict("red", "", api_name="/search")
-    assert f"{ORG}/red-robot" in str(choices) and "<red-robot>" in text and previews
-    _, _, loaded = bob.predict("red-robot", "", "", api_name="/load_concept")
-    assert "✔" in loaded and "<red-robot>" in loaded
-    assert keywords(bob) == ["<red-robot>"]
-    images, gen_status = bob.predict("a photo of <red-robot>", "", 4, 7.5, 64, 64, 3, 1, api_name="/generate")
-    assert len(images) == 1 and "<red-robot>" in gen_status
+    assert f"{ORG}/red-rocket" in str(choices) and "<red-rocket>" in text and previews
+    _, _, loaded = bob.predict("red-rocket", "", "", api_name="/load_concept")
+    assert "✔" in loaded and "<red-rocket>" in loaded
+    assert keywords(bob) == ["<red-rocket>"]
+    images, gen_status = bob.predict("a photo of <red-rocket>", "", 4, 7.5, 64, 64, 3, 1, api_name="/generate")
+    assert len(images) == 1 and "<red-rocket>" in gen_status
 
 
 def test_two_visitors_at_once_see_only_their_own_concepts(url):
@@ -193,7 +193,7 @@ def test_uploaded_embedding_and_negative_keyword(url, tmp_path, tiny_sd, robot_i
 def test_chunked_training_across_processes_equals_one_run(tiny_sd, robot_images, tmp_path):
     """ZeroGPU: each chunk runs in a forked worker, so everything crossing must pickle, and the
     chunks together must train exactly what one uninterrupted run trains."""
-    config = TrainConfig(token="<red-robot>", init_word="robot", steps=5, seed=3)
+    config = TrainConfig(token="<red-rocket>", init_word="robot", steps=5, seed=3)
     whole = list(Trainer(tiny_sd, robot_images, config, tmp_path / "whole").run())[-1].concept
 
     def in_worker(images, cfg, output_dir, state=None, pause_at=None):
@@ -208,7 +208,7 @@ def test_chunked_training_across_processes_equals_one_run(tiny_sd, robot_images,
 
 
 def test_stop_between_chunks_finishes_with_the_vectors(tiny_sd, robot_images, tmp_path):
-    config = TrainConfig(token="<red-robot>", steps=6)
+    config = TrainConfig(token="<red-rocket>", steps=6)
     run = ts.run_training(robot_images, config, tmp_path, lambda *a: ts.train_chunk(tiny_sd, *a), chunk_steps=2)
     for view in run:
         if view.step == 2:
@@ -223,7 +223,7 @@ def test_image_checks():
     upscaled = sharp.resize((64, 64)).resize((512, 512), Image.Resampling.BICUBIC)
     assert "blurry or upscaled" in ts.detail_warnings(upscaled)[0][0]
     assert "blank" in ts.detail_warnings(Image.new("RGB", (300, 300), "white"))[0][0]
-    assert ts.suggest_keyword("My Red Robot!") == "<my-red-robot>" and ts.suggest_keyword("  ") == ""
+    assert ts.suggest_keyword("My Red Robot!") == "<my-red-rocket>" and ts.suggest_keyword("  ") == ""
 
 
 def test_session_folders_are_private_and_cleaned_up(tmp_path, monkeypatch):

@@ -88,13 +88,13 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     page.get_by_role("button", name="Remove all images").click()
     page.get_by_text("Drop 3 to 5 images").first.wait_for()
 
-    upload.set_input_files([str(p) for p in sorted((EXAMPLES / "red-robot").glob("*.png"))[:4]])
+    upload.set_input_files([str(p) for p in sorted((EXAMPLES / "red-rocket").glob("*.png"))[:4]])
     status(page, "image-notes", "4 images ready")
     assert page.locator("#thumbnails img").count() == 4
 
     page.locator("#concept-name textarea").fill("red robot")
     page.locator("#init-word textarea").fill("robot")
-    page.wait_for_function("document.querySelector('#keyword textarea').value === '<red-robot>'")
+    page.wait_for_function("document.querySelector('#keyword textarea').value === '<red-rocket>'")
     steps = page.locator("#steps input[type=number]")
     steps.fill("12")
     steps.press("Enter")
@@ -115,13 +115,13 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     # Generate: an empty prompt is explained, then the concept is used.
     page.get_by_role("button", name="Use it in Generate →").click()
     prompt = page.locator("#prompt textarea")
-    assert prompt.input_value() == "a photo of <red-robot>"
+    assert prompt.input_value() == "a photo of <red-rocket>"
     prompt.fill("")
     page.get_by_role("button", name="Generate", exact=True).click()
     assert "prompt is empty" in status(page, "generate-status", "prompt is empty")
-    prompt.fill("a photo of <red-robot> on the moon")
+    prompt.fill("a photo of <red-rocket> on the moon")
     page.get_by_role("button", name="Generate", exact=True).click()
-    assert "<red-robot>" in status(page, "generate-status", "1 image")
+    assert "<red-rocket>" in status(page, "generate-status", "1 image")
     page.locator("#results-gallery img").first.wait_for()
     shoot(page, tmp_path, "generate")
 
@@ -130,7 +130,7 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     page.locator("#token input").fill(ALICE_WRITE)
     page.locator("#namespace textarea").fill(ORG)
     page.get_by_role("button", name="Push to the Hub").click()
-    assert f"{ORG}/red-robot" in status(page, "push-status", "pushed to")
+    assert f"{ORG}/red-rocket" in status(page, "push-status", "pushed to")
     assert ALICE_WRITE not in page.content()  # the token never reaches the page
     page.locator("#search textarea").fill("robot")
     page.get_by_role("button", name="Search", exact=True).click()
@@ -138,4 +138,4 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     page.get_by_role("button", name="Load selected concept").click()
     status(page, "hub-status", "loaded")
     shoot(page, tmp_path, "hub")
-    assert "learned_embeds.safetensors" in hub.api(ALICE_WRITE).list_repo_files(f"{ORG}/red-robot")
+    assert "learned_embeds.safetensors" in hub.api(ALICE_WRITE).list_repo_files(f"{ORG}/red-rocket")

@@ -19,23 +19,23 @@ def test_help_for_each_command(capsys):
 
 def test_train_then_generate_with_the_concept(tmp_path, capsys):
     out = tmp_path / "robot"
-    args = ["train", "--model", "builtin:tiny-sd", "--images", str(EXAMPLES / "red-robot"), "--token", "<red-robot>",
+    args = ["train", "--model", "builtin:tiny-sd", "--images", str(EXAMPLES / "red-rocket"), "--token", "<red-rocket>",
             "--init-word", "robot", "--steps", "3", "--output", str(out), "--save-every", "2"]
     assert main(args) == 0
-    assert (out / "learned_embeds.safetensors").exists() and (out / "red-robot.pt").exists()
+    assert (out / "learned_embeds.safetensors").exists() and (out / "red-rocket.pt").exists()
     assert main(["train", "--resume", str(out), "--steps", "5"]) == 0
     assert (out / "checkpoints" / "step-000005.pt").exists()
     images = tmp_path / "images"
-    assert main(["generate", "--model", "builtin:tiny-sd", "--concept", str(out), "--prompt", "a <red-robot>",
+    assert main(["generate", "--model", "builtin:tiny-sd", "--concept", str(out), "--prompt", "a <red-rocket>",
                  "--steps", "2", "--num-images", "2", "--seed", "1", "--output", str(images)]) == 0
     assert len(list(images.glob("*.png"))) == 2
     capsys.readouterr()
-    alone = tmp_path / "webui" / "red-robot.pt"  # as in an A1111 embeddings folder: keyword = file name
+    alone = tmp_path / "webui" / "red-rocket.pt"  # as in an A1111 embeddings folder: keyword = file name
     alone.parent.mkdir()
-    alone.write_bytes((out / "red-robot.pt").read_bytes())
+    alone.write_bytes((out / "red-rocket.pt").read_bytes())
     assert main(["inspect", str(alone), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format"] == "a1111" and info["token"] == "red-robot" and info["shapes"] == {"text_encoder": [1, 32]}
+    assert info["format"] == "a1111" and info["token"] == "red-rocket" and info["shapes"] == {"text_encoder": [1, 32]}
     assert main(["convert", str(alone), "--to", "diffusers", "--output", str(tmp_path / "c.safetensors"),
                  "--token", "<bot>"]) == 0
     capsys.readouterr()
@@ -67,7 +67,7 @@ def test_bad_input_exits_non_zero_with_one_line(tmp_path, capsys, args, message)
 
 def test_the_same_commands_work_on_sdxl(tmp_path, capsys):
     out = tmp_path / "xl"
-    assert main(["train", "--model", "builtin:tiny-sdxl", "--images", str(EXAMPLES / "dot-style"), "--token", "<dots>",
+    assert main(["train", "--model", "builtin:tiny-sdxl", "--images", str(EXAMPLES / "blocky-style"), "--token", "<dots>",
                  "--concept", "style", "--steps", "2", "--batch-size", "3", "--output", str(out)]) == 0
     assert {p.name for p in out.glob("*.safetensors")} == {"learned_embeds.safetensors", "learned_embeds_2.safetensors", "dots.safetensors"}
     assert main(["generate", "--model", "builtin:tiny-sdxl", "--concept", str(out / "dots.safetensors"), "--prompt",

@@ -18,8 +18,8 @@ from textinv_core.train import TrainConfig, Trainer
 def trained(tiny_sd, robot_images, tmp_path_factory) -> Path:
     """A concept trained a few steps on the tiny model, with a preview to use as a sample."""
     output = tmp_path_factory.mktemp("trained")
-    config = TrainConfig(token="<red-robot>", init_word="robot", num_vectors=2, steps=2,
-                         preview_every=2, preview_prompt="a <red-robot> on a beach")
+    config = TrainConfig(token="<red-rocket>", init_word="robot", num_vectors=2, steps=2,
+                         preview_every=2, preview_prompt="a <red-rocket> on a beach")
     list(Trainer(tiny_sd, robot_images, config, output).run())
     return output
 
@@ -30,32 +30,32 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_push_then_load_by_keyword_from_a_fresh_cache(hub, trained, tiny_sd, tmp_path):
     api = hub.api(ALICE_WRITE)
-    url = push_concept(trained, "alice/red-robot", api)
-    assert url.endswith("/alice/red-robot")
-    files = set(api.list_repo_files("alice/red-robot"))
+    url = push_concept(trained, "alice/red-rocket", api)
+    assert url.endswith("/alice/red-rocket")
+    files = set(api.list_repo_files("alice/red-rocket"))
     assert {"learned_embeds.safetensors", "learned_embeds.bin", "token_identifier.txt", "type_of_concept.txt",
-            "red-robot.pt", "red-robot.safetensors", "README.md"} <= files
+            "red-rocket.pt", "red-rocket.safetensors", "README.md"} <= files
     assert any(f.startswith("concept_images/") for f in files) and any(f.startswith("samples/") for f in files)
     assert not any(f.startswith("checkpoints/") for f in files)
 
     constants.HF_HUB_CACHE = str(tmp_path / "fresh-cache")  # restored by the fixture's monkeypatch
-    expected = load_file(trained / "learned_embeds.safetensors")["<red-robot>"]
-    for source in ("alice/red-robot", f"{hub.endpoint}/alice/red-robot", "alice/red-robot/red-robot.pt"):
+    expected = load_file(trained / "learned_embeds.safetensors")["<red-rocket>"]
+    for source in ("alice/red-rocket", f"{hub.endpoint}/alice/red-rocket", "alice/red-rocket/red-rocket.pt"):
         concept, _ = load_concept(source, tiny_sd, api=HfApi(endpoint=hub.endpoint), allow_local=False)
         assert torch.equal(concept.vectors["clip_l"], expected)
-    concept, _ = load_concept("alice/red-robot", tiny_sd, api=HfApi(endpoint=hub.endpoint))
-    assert concept.token == "<red-robot>" and concept.concept_type == "object"
+    concept, _ = load_concept("alice/red-rocket", tiny_sd, api=HfApi(endpoint=hub.endpoint))
+    assert concept.token == "<red-rocket>" and concept.concept_type == "object"
 
 
 def test_model_card_carries_the_metadata(hub, trained, tmp_path):
     api = hub.api(ALICE_WRITE)
-    push_concept(trained, f"{ORG}/red-robot", api, license="cc-by-4.0")
-    card = ModelCard.load(api.hf_hub_download(f"{ORG}/red-robot", "README.md"))
+    push_concept(trained, f"{ORG}/red-rocket", api, license="cc-by-4.0")
+    card = ModelCard.load(api.hf_hub_download(f"{ORG}/red-rocket", "README.md"))
     assert card.data.library_name == "diffusers" and card.data.license == "cc-by-4.0"
     assert {"textual_inversion", "stable-diffusion", "diffusers", "text-to-image", "sd-1x"} <= set(card.data.tags)
-    assert "<red-robot>" in card.data.widget[0]["text"]
-    assert 'load_textual_inversion("textinv-org/red-robot"' in card.text
-    assert "red-robot.pt" in card.text and "| steps | 2 |" in card.text
+    assert "<red-rocket>" in card.data.widget[0]["text"]
+    assert 'load_textual_inversion("textinv-org/red-rocket"' in card.text
+    assert "red-rocket.pt" in card.text and "| steps | 2 |" in card.text
 
 
 def test_repush_makes_a_second_commit(hub, trained):
@@ -106,7 +106,7 @@ def test_lfs_upload_path(tmp_path, monkeypatch, trained, tiny_sd):
         push_concept(trained, "alice/lfs", server.api(ALICE_WRITE))
         assert any(method == "PUT" for method, _ in server.requests)
         concept, _ = load_concept("alice/lfs", tiny_sd, api=HfApi(endpoint=server.endpoint), allow_local=False)
-    assert torch.equal(concept.vectors["clip_l"], load_file(trained / "learned_embeds.safetensors")["<red-robot>"])
+    assert torch.equal(concept.vectors["clip_l"], load_file(trained / "learned_embeds.safetensors")["<red-rocket>"])
 
 
 def test_keyword_loading_works_offline_from_the_cache(hub, trained, tiny_sd, monkeypatch):
@@ -115,7 +115,7 @@ def test_keyword_loading_works_offline_from_the_cache(hub, trained, tiny_sd, mon
     hub.stop()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     concept, _ = load_concept("alice/offline", tiny_sd, api=HfApi(endpoint=hub.endpoint), allow_local=False)
-    assert concept.token == "<red-robot>"
+    assert concept.token == "<red-rocket>"
     with pytest.raises(HubError, match="network"):
         search_concepts("robot", api=HfApi(endpoint=hub.endpoint))
 
@@ -124,7 +124,7 @@ def test_search_returns_keyword_type_and_previews(hub, trained):
     push_concept(trained, "alice/searchable-robot", hub.api(ALICE_WRITE))
     results = search_concepts("searchable", api=HfApi(endpoint=hub.endpoint), author="alice")
     assert [r.repo_id for r in results] == ["alice/searchable-robot"]
-    assert results[0].keyword == "<red-robot>" and results[0].concept_type == "object"
+    assert results[0].keyword == "<red-rocket>" and results[0].concept_type == "object"
     assert results[0].preview_urls and all("/resolve/main/concept_images/" in u for u in results[0].preview_urls)
 
 

@@ -1,9 +1,14 @@
-"""The built-in demo models: tiny random-weight Stable Diffusion pipelines made in code.
+"""The built-in models, which need no download.
 
-They let every feature run offline in seconds on a CPU (tests, a first `python app.py` with no
-network). Their images are noise: they are demos of the workflow, never of quality, and are labelled
-so wherever they are shown. Each is built once, seeded, saved to a cache folder, and from then on
-loaded through the same `from_pretrained` path as a real model, so the real loading code is what runs.
+- `toyworld`: a small Stable Diffusion pipeline trained by this project on a procedural world of
+  objects, colours, backgrounds and styles (`textinv_core/toyworld`). Its images mean something, so
+  it is the offline demo and the model every claim about learning is measured on. Its weights ship
+  in the repository.
+- `tiny-sd`, `tiny-sdxl`: tiny random-weight pipelines made in code, for fast tests where meaning
+  does not matter. Their images are noise. Each is built once, seeded, saved to a cache folder.
+
+All of them load through the same `from_pretrained` path as a real model, so the real loading code is
+what runs.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from .templates import OBJECT_TEMPLATES, STYLE_TEMPLATES
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("tiny-sd", "tiny-sdxl")
+BUILTIN_MODELS = ("toyworld", "tiny-sd", "tiny-sdxl")
+RANDOM_MODELS = ("tiny-sd", "tiny-sdxl")  # random weights: their images are noise
+TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "model"
 _VERSION = "v1"  # bump when a builder changes, so stale caches are rebuilt
 
 _EXTRA_WORDS = (
@@ -44,9 +51,14 @@ def cache_root() -> Path:
 
 
 def builtin_path(name: str) -> Path:
-    """The folder of a built-in model, building it on first use."""
+    """The folder of a built-in model, building the random ones on first use."""
     if name not in BUILTIN_MODELS:
         raise ValueError(f"unknown built-in model {name!r}; choose one of: {', '.join(BUILTIN_MODELS)}")
+    if name == "toyworld":
+        if not (TOYWORLD_DIR / "model_index.json").exists():
+            raise ValueError(f"the toy-world weights are missing from {TOYWORLD_DIR}: rebuild them with "
+                             "`python -m textinv_core.toyworld.build` (about an hour on a CPU)")
+        return TOYWORLD_DIR
     folder = cache_root() / "builtin" / f"{name}-{_VERSION}"
     if not (folder / "model_index.json").exists():
         _build_into(folder, name)
@@ -71,14 +83,19 @@ def _build_into(folder: Path, name: str) -> None:
 
 
 def tiny_tokenizer() -> CLIPTokenizer:
-    """A CLIP BPE tokenizer with a small vocabulary: every byte, plus whole-word merges for the words
-    the demo uses, so common words are single tokens (as in the real one) and anything else still
+    """The random demo models' tokenizer: the templates' words and a few dozen common ones."""
+    words = " ".join(OBJECT_TEMPLATES + STYLE_TEMPLATES).replace("{}", " ").replace(",", " ").split()
+    return word_tokenizer(words + _EXTRA_WORDS.split())
+
+
+def word_tokenizer(words: list[str]) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer with a small vocabulary: every byte, plus whole-word merges for `words`,
+    so those are single tokens (as common words are in the real one) and anything else still
     tokenizes, letter by letter. Like CLIP's, the start and end tokens are the last two ids, so the
     end-of-text id is the largest and CLIP's argmax pooling finds it.
     """
     base = list(bytes_to_unicode().values())
-    words = " ".join(OBJECT_TEMPLATES + STYLE_TEMPLATES).replace("{}", " ").replace(",", " ").split()
-    merges = _learn_bpe(sorted(set(words + _EXTRA_WORDS.split())))
+    merges = _learn_bpe(sorted(set(words)))
     vocab_list = base + [c + "</w>" for c in base] + ["".join(pair) for pair in merges]
     vocab_list = list(dict.fromkeys(vocab_list)) + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: i for i, token in enumerate(vocab_list)}
@@ -115,14 +132,15 @@ def _learn_bpe(words: list[str]) -> list[tuple[str, str]]:
                 i += 1
 
 
-def _text_config(tokenizer: CLIPTokenizer, width: int, **extra) -> CLIPTextConfig:
+def text_config(tokenizer: CLIPTokenizer, width: int, layers: int = 2, **extra) -> CLIPTextConfig:
+    """A small CLIP text encoder's config for `tokenizer`."""
     # eos_token_id=2 copies the real SD configs, whose pooled output uses argmax(input_ids): the demo
     # models then show the same pooling behaviour our concept mechanism has to survive.
     return CLIPTextConfig(
         vocab_size=len(tokenizer),
         hidden_size=width,
         intermediate_size=2 * width,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         max_position_embeddings=77,
         bos_token_id=tokenizer.bos_token_id,
@@ -167,7 +185,7 @@ def _tiny_sd() -> StableDiffusionPipeline:
     unet = _tiny_unet(cross_attention_dim=32)
     return StableDiffusionPipeline(
         vae=_tiny_vae(),
-        text_encoder=CLIPTextModel(_text_config(tokenizer, 32)),
+        text_encoder=CLIPTextModel(text_config(tokenizer, 32)),
         tokenizer=tokenizer,
         unet=unet,
         scheduler=DDIMScheduler(clip_sample=False, set_alpha_to_one=False, steps_offset=1, **_scheduler_kwargs()),
@@ -191,8 +209,8 @@ def _tiny_sdxl() -> StableDiffusionXLPipeline:
     )
     return StableDiffusionXLPipeline(
         vae=_tiny_vae(),
-        text_encoder=CLIPTextModel(_text_config(tokenizer, 32)),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, 48, projection_dim=48)),
+        text_encoder=CLIPTextModel(text_config(tokenizer, 32)),
+        text_encoder_2=CLIPTextModelWithProjection(text_config(tokenizer, 48, projection_dim=48)),
         tokenizer=tokenizer,
         tokenizer_2=tiny_tokenizer(),
         unet=unet,

@@ -33,8 +33,9 @@ class TrainingImage:
     path: str | None = None  # where it was read from, recorded so a run can be resumed
 
 
-def load_image(path: str | Path) -> TrainingImage:
-    """Decode one file into an upright RGB image, or raise ImageError saying what is wrong with it."""
+def load_image(path: str | Path, resolution: int = SMALL_SIDE) -> TrainingImage:
+    """Decode one file into an upright RGB image, or raise ImageError saying what is wrong with it.
+    Images smaller than `resolution` (the model's, up to SMALL_SIDE) get a warning."""
     path = Path(path)
     name = path.name
     try:
@@ -57,8 +58,9 @@ def load_image(path: str | Path) -> TrainingImage:
     if short < MIN_SIDE:
         raise ImageError(f"{name}: {image.width}x{image.height} is too small; use images of at least {MIN_SIDE} px a side")
     warnings = []
-    if short < SMALL_SIDE:
-        warnings.append(f"{name}: only {image.width}x{image.height}; results are better from {SMALL_SIDE} px or more")
+    enough = min(SMALL_SIDE, resolution)
+    if short < enough:
+        warnings.append(f"{name}: only {image.width}x{image.height}; results are better from {enough} px or more")
     return TrainingImage(name, image, warnings, str(path))
 
 

@@ -13,7 +13,7 @@ import torch
 from diffusers import DiffusionPipeline
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .builtin import BUILTIN_PREFIX, builtin_path
+from .builtin import BUILTIN_PREFIX, RANDOM_MODELS, builtin_path
 from .devices import Placement, choose_placement
 
 
@@ -98,12 +98,23 @@ class BaseModel:
 
     @property
     def is_demo(self) -> bool:
+        """A built-in model: small and fast, and never a real Stable Diffusion."""
         return self.spec.startswith(BUILTIN_PREFIX)
 
     @property
+    def is_random(self) -> bool:
+        """Random weights: the images are noise, and nothing learned on it means anything."""
+        return self.spec.removeprefix(BUILTIN_PREFIX) in RANDOM_MODELS and self.is_demo
+
+    @property
     def label(self) -> str:
-        demo = " — built-in demo model with random weights; its images are noise" if self.is_demo else ""
-        return f"{self.spec} ({self.family.name}, {self.prediction_type}){demo}"
+        if self.is_random:
+            note = " — built-in demo model with random weights; its images are noise"
+        elif self.is_demo:
+            note = " — built-in toy-world demo model: it draws a small world of objects, colours and styles"
+        else:
+            note = ""
+        return f"{self.spec} ({self.family.name}, {self.prediction_type}){note}"
 
     @property
     def text_encoders(self) -> list[TextEncoderSlot]:
@@ -155,7 +166,7 @@ def load_base_model(spec: str, placement: Placement | None = None) -> BaseModel:
     except OSError as err:
         raise ValueError(
             f"could not load model {spec!r}: {err}. Give a Hub id like "
-            "'stable-diffusion-v1-5/stable-diffusion-v1-5', a local diffusers folder, or builtin:tiny-sd"
+            "'stable-diffusion-v1-5/stable-diffusion-v1-5', a local diffusers folder, or builtin:toyworld"
         ) from None
     if not hasattr(pipe, "text_encoder") or not hasattr(pipe, "unet"):
         raise ValueError(f"model {spec!r} is a {type(pipe).__name__}, not a Stable Diffusion 1.x/2.x/XL pipeline")

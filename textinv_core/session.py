@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 from PIL import Image, ImageChops, ImageStat
 
 from .concepts import Concept, concept_name
-from .images import MAX_IMAGES, ImageError, TrainingImage, load_image
+from .images import MAX_IMAGES, SMALL_SIDE, ImageError, TrainingImage, load_image
 from .train import Finished, Paused, Preview, Progress, TrainConfig, Trainer
 
 STOP_FILE = "STOP"
@@ -96,11 +96,11 @@ def detail_warnings(image: Image.Image) -> list[tuple[str, str]]:
     return []
 
 
-def check_image(path: str | Path, display_name: str | None = None) -> Upload:
-    """Decode one upload and say what is wrong with it, if anything."""
+def check_image(path: str | Path, display_name: str | None = None, resolution: int = SMALL_SIDE) -> Upload:
+    """Decode one upload and say what is wrong with it, if anything (for a model of `resolution` px)."""
     name = display_name or Path(path).name
     try:
-        item = load_image(path)
+        item = load_image(path, resolution)
     except ImageError as err:
         message = str(err)
         return Upload(name, None, error=message if message.startswith(name) else f"{name}: {message}")
@@ -293,16 +293,16 @@ class Session:
 
     # images
 
-    def add_images(self, paths: list[tuple[str, str]]) -> list[str]:
-        """Add (path, display name) uploads; a name seen before replaces the earlier file.
-        Returns notes about files that were not added."""
+    def add_images(self, paths: list[tuple[str, str]], resolution: int = SMALL_SIDE) -> list[str]:
+        """Add (path, display name) uploads for a model of `resolution` px; a name seen before
+        replaces the earlier file. Returns notes about files that were not added."""
         notes = []
         for path, name in paths:
             self.uploads = [u for u in self.uploads if u.name != name]
             if len(self.usable_images()) >= MAX_IMAGES:
                 notes.append(f"{name}: not added, the limit is {MAX_IMAGES} images (3 to 5 usually work best)")
                 continue
-            self.uploads.append(check_image(path, name))
+            self.uploads.append(check_image(path, name, resolution))
         return notes
 
     def clear_images(self) -> None:
