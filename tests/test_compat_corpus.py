@@ -82,17 +82,21 @@ def expected_shapes(what: str) -> dict[str, tuple[int, int]]:
 
 
 def expected_keyword(row: dict) -> str:
-    """The keyword rules, spelled out: token_identifier.txt beside the file, else the embedded name
-    for an A1111 image, else the stored key for diffusers, else the file stem (as A1111 does)."""
+    """The keyword rules, spelled out: the keyword the file stores (a diffusers key that is not a
+    bare placeholder, an A1111 image's embedded name); else token_identifier.txt beside the file
+    where it belongs to that file (learned_embeds.*, or the folder's only embedding); else the
+    file stem (as A1111 does)."""
     path, what = Path(row["local_path"]), row["what"]
-    if str(path.parent) in TOKEN_FILES:
-        return TOKEN_FILES[str(path.parent)]
     if path.suffix == ".png":
         return re.search(r"name='([^']*)'", what).group(1)
     keys = ast.literal_eval(re.search(r"keys=(\[[^\]]*\])", what).group(1))
-    if len(keys) == 1 and keys[0] not in LAYOUT_KEYS:
-        stored = keys[0].strip()
-        return path.stem if stored in ("", "*") else stored
+    if len(keys) == 1 and keys[0] not in LAYOUT_KEYS and keys[0].strip() not in ("", "*"):
+        return keys[0].strip()
+    folder = str(path.parent)
+    neighbours = [Path(other["local_path"]) for other in EMBEDDING_ROWS if str(Path(other["local_path"]).parent) == folder]
+    alone = len([p for p in neighbours if p.suffix in (".pt", ".bin", ".safetensors")]) == 1
+    if folder in TOKEN_FILES and (path.stem == "learned_embeds" or alone):
+        return TOKEN_FILES[folder]
     return path.stem
 
 

@@ -258,12 +258,58 @@ def test_sdxl_notebook_dict_in_bf16(tmp_path):
     assert_clean(embedding)
 
 
-def test_sdxl_notebook_list_is_concatenated(tmp_path):
-    parts = [{"emb": vecs(1, 8, i)[0], "emb2": vecs(1, 12, i)[0]} for i in range(3)]
-    embedding = read_embedding(save_pt(tmp_path / "three.pt", parts))
+def training_progression(snapshots: int, rows: int, seed: int = 0) -> list[dict]:
+    """The SDXL notebook's "all" file: the same embedding saved every few steps as it trains,
+    drifting from its start a little each time."""
+    start_l, start_g = vecs(rows, 8, seed), vecs(rows, 12, seed + 1)
+    drift_l, drift_g = vecs(rows, 8, seed + 2) * 0.05, vecs(rows, 12, seed + 3) * 0.05
+    return [
+        {"emb": (start_l + i * drift_l).squeeze(0).bfloat16(), "emb2": (start_g + i * drift_g).squeeze(0).bfloat16()}
+        for i in range(snapshots)
+    ]
+
+
+def test_sdxl_notebook_progression_uses_the_final_snapshot_and_says_so(tmp_path):
+    snapshots = training_progression(10, rows=1)
+    embedding = read_embedding(save_pt(tmp_path / "allmyPuppet768.pt", snapshots))
+    assert embedding.format == "sdxl-notebook"
+    assert embedding.vectors["clip_l"].shape == (1, 8) and embedding.vectors["clip_g"].shape == (1, 12)
+    assert torch.equal(embedding.vectors["clip_l"][0], snapshots[-1]["emb"].float())
+    assert torch.equal(embedding.vectors["clip_g"][0], snapshots[-1]["emb2"].float())
+    assert embedding.snapshot == (10, 10)
+    assert embedding.details == {"snapshot_used": 10, "snapshots": 10}
+    assert_clean(embedding)
+
+
+def test_a_progression_of_multi_vector_snapshots_keeps_the_rows_of_the_last(tmp_path):
+    """Rows are vectors, list entries are moments in training: never the other way round."""
+    snapshots = training_progression(4, rows=3)
+    embedding = read_embedding(save_pt(tmp_path / "all.pt", snapshots))
     assert embedding.vectors["clip_l"].shape == (3, 8)
-    assert embedding.vectors["clip_g"].shape == (3, 12)
-    assert torch.equal(embedding.vectors["clip_l"][2], parts[2]["emb"])
+    assert torch.equal(embedding.vectors["clip_g"], snapshots[-1]["emb2"].float())
+    assert embedding.snapshot == (4, 4)
+
+
+def test_a_single_notebook_dict_is_no_progression(tmp_path):
+    embedding = read_embedding(save_pt(tmp_path / "one.pt", training_progression(1, rows=1)))
+    assert embedding.snapshot is None and embedding.details == {}
+
+
+def test_a_list_of_differently_shaped_entries_is_refused(tmp_path):
+    parts = [{"emb": vecs(1, 8)[0], "emb2": vecs(1, 12)[0]}, {"emb": vecs(2, 8), "emb2": vecs(2, 12)}]
+    assert "training progression" in refusal(save_pt(tmp_path / "odd.pt", parts))
+
+
+def test_inspect_names_the_snapshot_used_and_how_many_there_were(tmp_path, capsys):
+    from textinv_core.cli import main
+
+    path = save_pt(tmp_path / "all.pt", training_progression(7, rows=1))
+    assert main(["inspect", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "snapshot_used: 7" in printed and "snapshots: 7" in printed
+    assert main(["inspect", "--json", str(path)]) == 0
+    details = json.loads(capsys.readouterr().out)["details"]
+    assert details == {"snapshot_used": 7, "snapshots": 7}
 
 
 def test_diffusers_sdxl_pair_with_a_bf16_second_file(tmp_path):
@@ -382,21 +428,47 @@ def test_decompression_bomb_protection_is_on(tmp_path, monkeypatch):
 
 
 def test_concepts_folder_uses_token_identifier_first_token_with_crlf(tmp_path):
-    save_st(tmp_path / "learned_embeds.safetensors", {"<stored>": vecs(1, 8)})
+    save_st(tmp_path / "learned_embeds.safetensors", {"*": vecs(1, 8)})
     save_pt(tmp_path / "learned_embeds.bin", {"<from-bin>": vecs(1, 8, 1)[0]})
     (tmp_path / "token_identifier.txt").write_bytes(b"\r\n  <cat-toy> \r\n<cat-toy-2>\r\n")
     (tmp_path / "type_of_concept.txt").write_text("object")
     embedding = read_embedding(tmp_path)
     assert embedding.token == "<cat-toy>"
     assert embedding.source == str(tmp_path)
-    assert embedding.details == {"stored_token": "<stored>", "file": "learned_embeds.safetensors"}
+    assert embedding.details == {"stored_token": "*", "file": "learned_embeds.safetensors"}
     assert torch.equal(embedding.vectors["single"], vecs(1, 8))
 
 
-def test_file_with_a_sibling_token_identifier_gets_that_keyword(tmp_path):
-    path = save_pt(tmp_path / "renamed.bin", {"<old>": vecs(1, 8)[0]})
-    (tmp_path / "token_identifier.txt").write_text("<new>")
+def test_a_keyword_stored_in_the_file_names_it_over_token_identifier(tmp_path):
+    save_st(tmp_path / "learned_embeds.safetensors", {"<stored>": vecs(1, 8)})
+    (tmp_path / "token_identifier.txt").write_text("<listed>")
+    assert read_embedding(tmp_path).token == "<stored>"
+    renamed = save_pt(tmp_path / "renamed.bin", {"<old>": vecs(1, 8)[0]})
+    assert read_embedding(renamed).token == "<old>"
+
+
+def test_a_lone_file_storing_no_keyword_takes_its_token_identifier(tmp_path):
+    path = save_pt(tmp_path / "trained.pt", a1111_dict(vecs(2, 8), name="internal"))
+    (tmp_path / "token_identifier.txt").write_text("<new>\n")
     assert read_embedding(path).token == "<new>"
+
+
+def test_one_token_identifier_listing_several_keywords_never_names_every_file(tmp_path):
+    """A folder found in public repos: several embeddings and one token_identifier.txt listing
+    several keywords, CRLF. Each file keeps the keyword it stores; one storing none keeps its name."""
+    save_pt(tmp_path / "first.bin", {"<first>": vecs(1, 8, 1)[0]})
+    save_st(tmp_path / "second.safetensors", {"<second>": vecs(2, 8, 2)})
+    save_pt(tmp_path / "third.pt", a1111_dict(vecs(3, 8, 3), name="third-internal"))
+    (tmp_path / "token_identifier.txt").write_bytes(b"<first>\r\n<second>\r\n<third>\r\n")
+    keywords = {name: read_embedding(tmp_path / name).token for name in ("first.bin", "second.safetensors", "third.pt")}
+    assert keywords == {"first.bin": "<first>", "second.safetensors": "<second>", "third.pt": "third"}
+
+
+def test_a_single_keyword_note_beside_several_embeddings_names_none_of_them(tmp_path):
+    save_pt(tmp_path / "a.pt", {"emb_params": vecs(1, 8)})
+    save_pt(tmp_path / "b.pt", {"emb_params": vecs(1, 8, 1)})
+    (tmp_path / "token_identifier.txt").write_text("<only-one>")
+    assert [read_embedding(tmp_path / n).token for n in ("a.pt", "b.pt")] == ["a", "b"]
 
 
 def test_folder_falls_back_to_bin_then_to_its_only_embedding(tmp_path):

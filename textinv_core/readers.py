@@ -44,7 +44,7 @@ FORMATS = (
     "emb_params",           # {"emb_params": [n, D]} (kohya; EasyNegative)
     "onetrainer",           # {"emp_params": [n, D]} (sic)
     "sdxl",                 # {"clip_l": [n, 768], "clip_g": [n, 1280]}
-    "sdxl-notebook",        # {"emb": [768], "emb2": [1280]}, or a list of such dicts
+    "sdxl-notebook",        # {"emb": [768], "emb2": [1280]}, or a training progression: a list of them
     "paper",                # rinongal/textual_inversion: string_to_param is an nn.ParameterDict
     "a1111-image",          # PNG/WebP with the A1111 data embedded
 )
@@ -63,7 +63,14 @@ class EmbeddingFile:
     format: str                       # one of FORMATS
     token: str                        # the default keyword users know it by
     vectors: dict[str, torch.Tensor]  # "single", or "clip_l" + "clip_g"; float32 [n, D] on CPU
-    details: dict                     # extra facts worth showing (name, step, ...); may be empty
+    details: dict                     # extra facts worth showing (name, step, snapshot, ...); may be empty
+
+    @property
+    def snapshot(self) -> tuple[int, int] | None:
+        """(snapshot used, snapshots in the file) for a training progression, else None."""
+        if "snapshots" not in self.details:
+            return None
+        return self.details["snapshot_used"], self.details["snapshots"]
 
 
 # --- Model families -------------------------------------------------------------------------
@@ -99,7 +106,7 @@ class _Found(NamedTuple):
     """What one format reader makes of a file, before folder-level facts are added."""
 
     format: str
-    token: str
+    token: str | None  # the keyword the file itself stores, if any
     vectors: dict[str, torch.Tensor]
     details: dict
 
@@ -107,9 +114,10 @@ class _Found(NamedTuple):
 def read_embedding(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> EmbeddingFile:
     """Read one embedding from a file, or from a concepts-library folder.
 
-    The keyword (`token`) is the one users know: the first line of a token_identifier.txt beside
-    the file; else the stored token of a diffusers file; else the embedded name of an A1111 image;
-    else, as in A1111, the file name without its extension.
+    The keyword (`token`) is the one users know: the keyword the file stores (a diffusers file's
+    token, an A1111 image's embedded name); else the token_identifier.txt beside it, where that
+    clearly belongs to this file (`_token_identifier`); else, as in A1111, the file name without
+    its extension.
 
     Raises EmbeddingFileError for anything that cannot be used as a textual-inversion token.
     """
@@ -118,12 +126,12 @@ def read_embedding(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> Em
     file = _pick_file_in_folder(given) if given.is_dir() else given
     found = _read_file(file, max_bytes)
     partner = _sdxl_partner(file)
-    if partner is not None:
+    if partner is not None and found.format == "diffusers":
         found = _pair(file, found, partner, _read_file(partner, max_bytes))
     details = dict(found.details)
     if file != given:
         details["file"] = file.name
-    token = _token_identifier(file.parent) or found.token
+    token = found.token or _token_identifier(file) or file.stem
     return EmbeddingFile(source, found.format, token, found.vectors, details)
 
 
@@ -163,24 +171,34 @@ def _pick_file_in_folder(folder: Path) -> Path:
 
 def _sdxl_partner(file: Path) -> Path | None:
     """diffusers' SDXL script writes the second encoder's vectors to learned_embeds_2.safetensors,
-    beside the first."""
+    beside the first (a diffusers file; a learned_embeds.bin holding both encoders needs none)."""
     if file.name not in _LEARNED_EMBEDS:
         return None
     partner = file.with_name(_PAIR_SECOND)
     return partner if partner.is_file() else None
 
 
-def _token_identifier(folder: Path) -> str | None:
-    """concepts-library repos name the keyword in token_identifier.txt; it wins over what the file stores.
+def _token_identifier(file: Path) -> str | None:
+    """The keyword a token_identifier.txt beside `file` gives it, where the note clearly belongs to
+    this file: the concepts-library layout (the file is learned_embeds.*) or the folder's only
+    embedding. In a folder of several embeddings one note cannot name them all, so it names none.
 
     Some list several tokens, one a line (CRLF too): the first non-empty line is the keyword.
     """
-    path = folder / _TOKEN_FILE
-    if not path.is_file():
+    path = file.with_name(_TOKEN_FILE)
+    if not path.is_file() or not (file.name in _LEARNED_EMBEDS or _only_embedding_in(file.parent) == file):
         return None
     with path.open("rb") as f:
         text = f.read(4096).decode("utf-8-sig", errors="replace")
     return next((line.strip() for line in text.splitlines() if line.strip()), None)
+
+
+def _only_embedding_in(folder: Path) -> Path | None:
+    candidates = [
+        child for child in folder.iterdir()
+        if child.suffix.lower() in _EMBEDDING_SUFFIXES and child.name != _PAIR_SECOND and child.is_file()
+    ]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _read_bytes(file: Path, max_bytes: int) -> bytes:
@@ -441,26 +459,24 @@ def _layout_of(content: Any) -> str | None:
 
 
 def _read_diffusers(file: Path, content: dict) -> _Found:
-    """{token: vectors}: users know it by the stored token, unless that is blank or a bare '*'."""
+    """{token: vectors}: users know it by the stored token, unless that is blank or a bare '*' (a placeholder)."""
     ((stored, value),) = content.items()
     token = stored.strip()
-    if token in ("", "*"):
-        token = file.stem
     vectors = {"single": _vectors(file, repr(stored), value)}
-    return _Found("diffusers", token, vectors, {"stored_token": stored})
+    return _Found("diffusers", None if token in ("", "*") else token, vectors, {"stored_token": stored})
 
 
 def _read_a1111(file: Path, content: dict) -> _Found:
     """A1111 .pt: users know it by the file name (A1111 ignores the internal name, kept in details)."""
     facts = ("name", "step", "sd_checkpoint", "sd_checkpoint_name")
     details = {key: content[key] for key in facts if isinstance(content.get(key), (str, int, float))}
-    return _Found("a1111", file.stem, {"single": _only_param(file, content["string_to_param"])}, details)
+    return _Found("a1111", None, {"single": _only_param(file, content["string_to_param"])}, details)
 
 
 def _read_paper(file: Path, content: dict) -> _Found:
     """rinongal's ParameterDict; read ._parameters, which old-torch pickles (lacking _keys) also have."""
     parameters = vars(content["string_to_param"]).get("_parameters")
-    return _Found("paper", file.stem, {"single": _only_param(file, parameters)}, {})
+    return _Found("paper", None, {"single": _only_param(file, parameters)}, {})
 
 
 def _only_param(file: Path, parameters: Any) -> torch.Tensor:
@@ -477,13 +493,13 @@ def _only_param(file: Path, parameters: Any) -> torch.Tensor:
 
 def _read_emb_params(file: Path, content: dict) -> _Found:
     vectors = {"single": _vectors(file, "'emb_params'", content["emb_params"])}
-    return _Found("emb_params", file.stem, vectors, _ignored(content, {"emb_params"}))
+    return _Found("emb_params", None, vectors, _ignored(content, {"emb_params"}))
 
 
 def _read_onetrainer(file: Path, content: dict) -> _Found:
     """OneTrainer's 'emp_params' (sic); its 'emp_params_out' is for its own output-embedding mode."""
     vectors = {"single": _vectors(file, "'emp_params'", content["emp_params"])}
-    return _Found("onetrainer", file.stem, vectors, _ignored(content, {"emp_params"}))
+    return _Found("onetrainer", None, vectors, _ignored(content, {"emp_params"}))
 
 
 def _read_sdxl(file: Path, content: dict) -> _Found:
@@ -491,18 +507,28 @@ def _read_sdxl(file: Path, content: dict) -> _Found:
     vectors = _two_encoders(
         file, _vectors(file, "'clip_l'", content["clip_l"]), _vectors(file, "'clip_g'", content["clip_g"])
     )
-    return _Found("sdxl", file.stem, vectors, _ignored(content, {"clip_l", "clip_g"}))
+    return _Found("sdxl", None, vectors, _ignored(content, {"clip_l", "clip_g"}))
 
 
 def _read_sdxl_notebook(file: Path, content: dict | list) -> _Found:
-    """{"emb": [768], "emb2": [1280]} per vector (bf16), or a list of them for a multi-vector concept."""
+    """{"emb": [768], "emb2": [1280]} (bf16): one embedding, or a list of them.
+
+    The notebook trains one token and, with its "all" files, saves a list of snapshots of it taken
+    during training, first to last: a training progression, not one embedding of several vectors
+    (a multi-vector embedding keeps its vectors as the rows of one tensor). The final snapshot is
+    the trained embedding; details say which was used and how many there were.
+    """
     parts = content if isinstance(content, list) else [content]
-    clip_l = [_vectors(file, "'emb'", part["emb"]) for part in parts]
-    clip_g = [_vectors(file, "'emb2'", part["emb2"]) for part in parts]
-    if len({t.shape[1] for t in clip_l}) > 1 or len({t.shape[1] for t in clip_g}) > 1:
-        raise _error(file, "mixes vectors of different widths in its list of 'emb'/'emb2' entries")
-    vectors = _two_encoders(file, torch.cat(clip_l), torch.cat(clip_g))
-    return _Found("sdxl-notebook", file.stem, vectors, {})
+    snapshots = [(_vectors(file, "'emb'", part["emb"]), _vectors(file, "'emb2'", part["emb2"])) for part in parts]
+    if len({(clip_l.shape, clip_g.shape) for clip_l, clip_g in snapshots}) > 1:
+        raise _error(
+            file,
+            f"is a list of {len(parts)} 'emb'/'emb2' entries of different shapes, so not snapshots of one "
+            "embedding over training (a training progression); this tool cannot tell which to use",
+        )
+    vectors = _two_encoders(file, *snapshots[-1])
+    details = {"snapshot_used": len(parts), "snapshots": len(parts)} if len(parts) > 1 else {}
+    return _Found("sdxl-notebook", None, vectors, details)
 
 
 def _read_a1111_image(file: Path, content: Any) -> _Found:
@@ -513,17 +539,17 @@ def _read_a1111_image(file: Path, content: Any) -> _Found:
         )
     found = _read_a1111(file, content)
     name = found.details.get("name")
-    token = name.strip() if isinstance(name, str) and name.strip() else file.stem
+    token = name.strip() if isinstance(name, str) and name.strip() else None
     return found._replace(format="a1111-image", token=token)
 
 
 def _pair(file: Path, first: _Found, partner: Path, second: _Found) -> _Found:
     """Join diffusers' SDXL pair: clip_l from learned_embeds.*, clip_g from learned_embeds_2.safetensors."""
-    if first.format != "diffusers" or second.format != "diffusers":
+    if second.format != "diffusers":
         raise _error(
             file,
-            f"has {partner.name} beside it, as diffusers' SDXL script writes, but they are {first.format} "
-            f"and {second.format} files, not one token each",
+            f"has {partner.name} beside it, as diffusers' SDXL script writes, but that is a {second.format} "
+            "file, not one token",
         )
     vectors = _two_encoders(file, first.vectors["single"], second.vectors["single"])
     return _Found("diffusers-sdxl-pair", first.token, vectors, {**first.details, "clip_g_file": partner.name})

@@ -22,6 +22,10 @@ def fit_embedding(file: EmbeddingFile, model: BaseModel) -> tuple[Concept, list[
     family the file is for and which the model is. Returns the concept and notes for the user."""
     slots = model.text_encoders
     notes: list[str] = []
+    if file.snapshot:
+        used, count = file.snapshot
+        progression = f"{count} snapshots of one embedding during training"
+        notes.append(f"{file.source}: {progression}; using snapshot {used} (the last)")
     if "single" in file.vectors:
         single = file.vectors["single"]
         width = single.shape[1]
