@@ -14,13 +14,13 @@ import tempfile
 from pathlib import Path
 
 import httpx2
-import torch
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError
-from safetensors.torch import load_file
 
-from .concepts import concept_name
+from .concepts import Concept, concept_name
 from .hub import REPO_ID, HubError, error_reason
+from .readers import read_embedding
+from .writers import write_concept_folder, write_learned_embeds_bin
 
 LICENSES = ("openrail++", "creativeml-openrail-m", "cc-by-4.0", "cc-by-nc-4.0", "mit", "apache-2.0", "other")
 
@@ -60,24 +60,55 @@ def check_can_push(api: HfApi, namespace: str) -> str:
 
 
 def stage_repo(output_dir: Path, staging: Path, repo_id: str, license: str) -> None:
-    """Lay out the repo: embedding files for every tool, keyword, type, images and a model card."""
+    """Lay out the repo: embedding files for every tool, keyword, type, images and a model card.
+
+    The embedding files are written afresh from the trained vectors (not copied), so a folder
+    trained by an older version still publishes files every tool accepts today; `learned_embeds.bin`
+    is added for InvokeAI's install by repo id.
+    """
     settings = json.loads((output_dir / "settings.json").read_text()) if (output_dir / "settings.json").exists() else {}
-    token = (output_dir / "token_identifier.txt").read_text().strip()
-    name = concept_name(token)
-    for pattern in ("learned_embeds*.safetensors", f"{name}.pt", f"{name}.safetensors", "*.txt"):
-        for path in output_dir.glob(pattern):
-            shutil.copy2(path, staging / path.name)
-    diffusers_file = output_dir / "learned_embeds.safetensors"
-    if not (output_dir / "learned_embeds_2.safetensors").exists():  # older loaders read the .bin
-        vectors = load_file(diffusers_file)[token]
-        torch.save({token: vectors[0] if vectors.shape[0] == 1 else vectors}, staging / "learned_embeds.bin")
+    concept, step = trained_concept(output_dir)
+    base = settings.get("model")
+    write_concept_folder(concept, staging, step=step, base_model=base)
+    write_learned_embeds_bin(concept, staging / "learned_embeds.bin", step=step, checkpoint_name=base)
     for folder, target, limit in (("concept_images", "concept_images", 50), ("samples", "samples", 8), ("previews", "samples", 4)):
         images = sorted((output_dir / folder).glob("*.png"))[-limit:]
         if images:
             (staging / target).mkdir(exist_ok=True)
         for path in images:
             shutil.copy2(path, staging / target / path.name)
-    model_card(repo_id, token, settings, staging, license).save(staging / "README.md")
+    model_card(repo_id, concept.token, settings, staging, license).save(staging / "README.md")
+
+
+def trained_concept(output_dir: Path) -> tuple[Concept, int]:
+    """The concept in a training output folder, and the step it was saved at (0 when unknown)."""
+    embedding = read_embedding(output_dir / "learned_embeds.safetensors")
+    type_file = output_dir / "type_of_concept.txt"
+    kind = type_file.read_text().strip() if type_file.exists() else "object"
+    a1111 = output_dir / f"{concept_name(embedding.token)}.pt"
+    step = read_embedding(a1111).details.get("step", 0) if a1111.exists() else 0
+    return Concept(embedding.token, dict(embedding.vectors), kind, str(output_dir)), step
+
+
+def tool_table(repo_id: str, token: str, is_sdxl: bool) -> str:
+    """Markdown: which file each tool takes and the exact keyword it wants in the prompt.
+
+    A1111 and ComfyUI key an embedding by its file name; InvokeAI by its model name in angle
+    brackets, which is the file name for a file and the repo's name for a repo installed by id;
+    diffusers by the token stored in the file.
+    """
+    name = concept_name(token)
+    webui_file = f"{name}.safetensors" if is_sdxl else f"{name}.pt"
+    diffusers_file = "learned_embeds.safetensors" + (" + learned_embeds_2.safetensors" if is_sdxl else "")
+    rows = [
+        ("diffusers", f"`{diffusers_file}` (code below)", f"`{token}`"),
+        ("AUTOMATIC1111", f"`{webui_file}`, into `embeddings/`", f"`{name}`"),
+        ("ComfyUI", f"`{name}.safetensors`, into `models/embeddings/`", f"`embedding:{name}`"),
+        ("InvokeAI", f"install by repo id `{repo_id}` (it takes `learned_embeds.bin`)", f"`<{repo_id.split('/')[1]}>`"),
+        ("InvokeAI, from a file", f"`{name}.safetensors`, installed as a file", f"`<{name}>`"),
+    ]
+    lines = ["| tool | file | write in the prompt |", "| --- | --- | --- |"]
+    return "\n".join(lines + [f"| {tool} | {file} | {keyword} |" for tool, file, keyword in rows])
 
 
 def model_card(repo_id: str, token: str, settings: dict, staging: Path, license: str) -> ModelCard:
@@ -107,13 +138,11 @@ pipe.load_textual_inversion(state["clip_l"], token="{token}", text_encoder=pipe.
 pipe.load_textual_inversion(state["clip_g"], token="{token}", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
 image = pipe("{example}").images[0]
 ```'''
-        webui_file = f"{name}.safetensors"
     else:
         diffusers_use = f'''```python
 pipe.load_textual_inversion("{repo_id}", weight_name="learned_embeds.safetensors")
 image = pipe("{example}").images[0]
 ```'''
-        webui_file = f"{name}.pt"
     concept_images = sorted((staging / "concept_images").glob("*.png")) if (staging / "concept_images").exists() else []
     gallery = " ".join(f"![](concept_images/{p.name})" for p in concept_images[:8])
     sample_gallery = " ".join(f"![]({s})" for s in samples)
@@ -132,14 +161,15 @@ A textual-inversion {kind} concept for {family}{f" (trained on `{base}`)" if bas
 `{token}`, learned from {len(concept_images) or "a few"} images with textinv; the rest
 of the model is unchanged.
 
+## Which file for which tool
+
+Each tool reads its own file and wants its own keyword in the prompt:
+
+{tool_table(repo_id, token, is_sdxl)}
+
 ## Use it in diffusers
 
 {diffusers_use}
-
-## Use it in AUTOMATIC1111 / ComfyUI / InvokeAI
-
-Download `{webui_file}` into your `embeddings` folder and write **`{name}`** in the prompt
-(ComfyUI: `embedding:{name}`).
 
 ## Training images
 
