@@ -79,6 +79,19 @@ def test_an_sdxl_file_on_an_sd_model_uses_clip_l_and_says_so(tiny_sd, tiny_sdxl,
         load_concept(tmp_path / "sd" / "my-thing.pt", tiny_sdxl)
 
 
+def test_a_training_progression_loads_its_final_snapshot_and_says_so(tiny_sdxl, tmp_path):
+    """The SDXL notebook's list of snapshots over training is one embedding, not several vectors."""
+    widths = [slot.width for slot in tiny_sdxl.text_encoders]
+    g = torch.Generator().manual_seed(3)
+    snapshots = [{"emb": torch.randn(widths[0], generator=g), "emb2": torch.randn(widths[1], generator=g)} for _ in range(5)]
+    torch.save(snapshots, tmp_path / "allmything.pt")
+    concept, notes = load_concept(tmp_path / "allmything.pt", tiny_sdxl)
+    assert concept.num_vectors == 1
+    assert torch.equal(concept.vectors["clip_l"][0], snapshots[-1]["emb"])
+    assert torch.equal(concept.vectors["clip_g"][0], snapshots[-1]["emb2"])
+    assert "5 snapshots" in notes[0] and "snapshot 5 (the last)" in notes[0]
+
+
 def test_negative_embedding_in_the_negative_prompt_changes_the_image(tiny_sd, tmp_path):
     from textinv_core.generate import generate
 
