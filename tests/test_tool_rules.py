@@ -117,7 +117,8 @@ class DiffusersHost(TextualInversionLoaderMixin):
 
 
 def assert_diffusers_loads(source: Path, family: str, concept: Concept, **kwargs) -> None:
-    """diffusers with the keyword the file stores (SD), or as the README shows for SDXL."""
+    """diffusers' loader, with the keyword the file stores (SD), or for SDXL as the README and the
+    model card show: the learned_embeds pair, one file per encoder, with token=."""
     host = DiffusersHost(list(ENCODERS[family].values()))
     n = concept.num_vectors
     if not is_sdxl(family):
@@ -125,8 +126,8 @@ def assert_diffusers_loads(source: Path, family: str, concept: Concept, **kwargs
         assert torch.equal(host.rows(TOKEN, n), next(iter(concept.vectors.values())))
         return
     folder = source if source.is_dir() else source.parent
-    host.load_textual_inversion(str(folder / "learned_embeds.safetensors"), token=TOKEN)
-    host.load_textual_inversion(str(folder / "learned_embeds_2.safetensors"), token=TOKEN,
+    host.load_textual_inversion(str(folder), weight_name="learned_embeds.safetensors", token=TOKEN)
+    host.load_textual_inversion(str(folder), weight_name="learned_embeds_2.safetensors", token=TOKEN,
                                 text_encoder=host.text_encoder_2, tokenizer=host.tokenizer_2)
     assert torch.equal(host.rows(TOKEN, n), concept.vectors["clip_l"])
     assert torch.equal(host.rows(TOKEN, n, second=True), concept.vectors["clip_g"])

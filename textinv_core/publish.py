@@ -99,9 +99,9 @@ def tool_table(repo_id: str, token: str, is_sdxl: bool) -> str:
     """
     name = concept_name(token)
     webui_file = f"{name}.safetensors" if is_sdxl else f"{name}.pt"
-    diffusers_file = "learned_embeds.safetensors" + (" + learned_embeds_2.safetensors" if is_sdxl else "")
+    diffusers_files = "`learned_embeds.safetensors`" + (" + `learned_embeds_2.safetensors`" if is_sdxl else "")
     rows = [
-        ("diffusers", f"`{diffusers_file}` (code below)", f"`{token}`"),
+        ("diffusers", f"{diffusers_files} (code below)", f"`{token}`"),
         ("AUTOMATIC1111", f"`{webui_file}`, into `embeddings/`", f"`{name}`"),
         ("ComfyUI", f"`{name}.safetensors`, into `models/embeddings/`", f"`embedding:{name}`"),
         ("InvokeAI", f"install by repo id `{repo_id}` (it takes `learned_embeds.bin`)", f"`<{repo_id.split('/')[1]}>`"),
@@ -115,7 +115,6 @@ def model_card(repo_id: str, token: str, settings: dict, staging: Path, license:
     family = settings.get("family", "SD 1.x")
     base = settings.get("model", "")
     is_sdxl = family == "SDXL"
-    name = concept_name(token)
     kind = (staging / "type_of_concept.txt").read_text().strip() if (staging / "type_of_concept.txt").exists() else "object"
     example = f"a photo of {token}" if kind == "object" else f"a painting of a harbour in the style of {token}"
     samples = sorted(p.relative_to(staging).as_posix() for p in (staging / "samples").glob("*.png")) if (staging / "samples").exists() else []
@@ -130,12 +129,10 @@ def model_card(repo_id: str, token: str, settings: dict, staging: Path, license:
     )
     if is_sdxl:
         diffusers_use = f'''```python
-from huggingface_hub import hf_hub_download
-from safetensors.torch import load_file
-
-state = load_file(hf_hub_download("{repo_id}", "{name}.safetensors"))
-pipe.load_textual_inversion(state["clip_l"], token="{token}", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
-pipe.load_textual_inversion(state["clip_g"], token="{token}", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
+pipe.load_textual_inversion("{repo_id}", weight_name="learned_embeds.safetensors", token="{token}",
+                            text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+pipe.load_textual_inversion("{repo_id}", weight_name="learned_embeds_2.safetensors", token="{token}",
+                            text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
 image = pipe("{example}").images[0]
 ```'''
     else:
