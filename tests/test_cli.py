@@ -24,7 +24,7 @@ def test_train_then_generate_with_the_concept(tmp_path, capsys):
     assert main(args) == 0
     assert (out / "learned_embeds.safetensors").exists() and (out / "red-rocket.pt").exists()
     assert main(["train", "--resume", str(out), "--steps", "5"]) == 0
-    assert (out / "checkpoints" / "step-000005.pt").exists()
+    assert (out / "checkpoints" / "step-000005.resume").exists()
     images = tmp_path / "images"
     assert main(["generate", "--model", "builtin:tiny-sd", "--concept", str(out), "--prompt", "a <red-rocket>",
                  "--steps", "2", "--num-images", "2", "--seed", "1", "--output", str(images)]) == 0

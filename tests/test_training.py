@@ -109,7 +109,7 @@ def test_stop_keeps_what_was_learned(tiny_sd, robot_images, tmp_path):
             trainer.stop()
     assert isinstance(event, Finished) and event.stopped and event.step == 2
     assert (tmp_path / "learned_embeds.safetensors").exists()
-    assert (tmp_path / "checkpoints" / "step-000002.pt").exists()
+    assert (tmp_path / "checkpoints" / "step-000002.resume").exists()
 
 
 @pytest.mark.parametrize("images,batch", [(1, 4), (3, 2), (5, 3)])
@@ -191,7 +191,7 @@ def test_data_parallel_training_with_two_processes(tiny_sd, robot_images, tmp_pa
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("done at step 3") == 1
-    state = torch.load(out / "checkpoints" / "step-000003.pt", weights_only=True)
+    state = torch.load(out / "checkpoints" / "step-000003.resume", weights_only=True)
     assert len(state["generators"]) == 2 and not torch.equal(state["generators"][0], state["generators"][1])
     alone = Trainer(tiny_sd, robot_images, _config(token="<red-rocket>", num_vectors=1, batch_size=1), tmp_path / "x")
     with pytest.raises(ValueError, match="made by 2 process"):

@@ -40,6 +40,9 @@ from .writers import write_concept_files, write_concept_images
 # higher than for fine-tuning weights: 5e-3 is the paper's base rate (0.005). With 3-5 images an
 # object is usually captured by ~1000 steps at batch 1; styles often want 2000.
 DEFAULT_STEPS = 1000
+# Not .pt: A1111, ComfyUI and InvokeAI try to load every .pt/.bin/.safetensors in a folder a user
+# copies into their embeddings folder, and a checkpoint is not an embedding.
+CHECKPOINT_SUFFIX = ".resume"
 DEFAULT_LR = 5e-3
 
 
@@ -383,7 +386,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Called on every process (the state is gathered from all); the main one writes."""
         state = self.state_dict()
-        path = self.output_dir / "checkpoints" / f"step-{self.step:06d}.pt"
+        path = self.output_dir / "checkpoints" / f"step-{self.step:06d}{CHECKPOINT_SUFFIX}"
         if self.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, path)
@@ -394,7 +397,8 @@ class Trainer:
         """Continue from a checkpoint file, or the latest one in an output folder."""
         path = Path(path)
         if path.is_dir():
-            found = sorted((path / "checkpoints").glob("step-*.pt"))
+            folder = path / "checkpoints"  # older folders hold .pt checkpoints
+            found = sorted([*folder.glob(f"step-*{CHECKPOINT_SUFFIX}"), *folder.glob("step-*.pt")])
             if not found:
                 raise ValueError(f"{path} holds no checkpoints (train with --save-every N to make them)")
             path = found[-1]
