@@ -3,18 +3,25 @@
 All calls go through huggingface_hub with an `HfApi` the caller gives (its endpoint and token),
 so a Space can use each visitor's own OAuth token and the tests can point it at a local server.
 Downloads land in huggingface_hub's cache and are read from there when offline.
+
+Without a network, huggingface_hub's own calls spend 10-90 s on lookups and retries before they
+fail. `hub_unreachable()` asks once, in at most PROBE_SECONDS, and remembers the answer for a
+minute: while the Hub is known to be unreachable, a search fails at once and a download is served
+from the cache (or refused) at once.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx2  # the HTTP client huggingface_hub 2 uses; its connection errors are not OSErrors
-from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -29,6 +36,8 @@ CONCEPTS_LIBRARY = "sd-concepts-library"
 EMBEDDING_SUFFIXES = (".safetensors", ".bin", ".pt")
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
 REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$")
+PROBE_SECONDS = 3.0  # a Hub that is there answers in well under a second
+PROBE_TTL = 60.0  # how long the answer is trusted before asking again
 
 
 class HubError(ValueError):
@@ -79,17 +88,60 @@ def _checked(ref: HubRef) -> HubRef:
     return ref
 
 
+_probes: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when asked, why unreachable or None)
+_probe_lock = threading.Lock()
+
+
+def hub_unreachable(endpoint: str | None = None) -> str | None:
+    """Why the Hub at `endpoint` can't be reached from this machine now, or None when it can.
+    One HEAD request, DNS lookup included, bounded by PROBE_SECONDS; remembered for PROBE_TTL."""
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set on this server"
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    with _probe_lock:  # callers arriving during a probe wait for its answer rather than ask again
+        asked, reason = _probes.get(endpoint, (-PROBE_TTL, None))
+        if time.monotonic() - asked >= PROBE_TTL:
+            reason = _probe(endpoint)
+            _probes[endpoint] = (time.monotonic(), reason)
+        return reason
+
+
+def _probe(endpoint: str) -> str | None:
+    """Ask the endpoint anything: any HTTP answer, even an error status, means it is there. The
+    request runs in a thread because a DNS lookup without a network ignores httpx's timeout."""
+    host = urlparse(endpoint).hostname or endpoint
+    answer: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            httpx2.head(endpoint, timeout=PROBE_SECONDS)
+            answer.append(None)
+        except httpx2.TimeoutException:
+            answer.append(f"{host} did not answer within {PROBE_SECONDS:.0f} s")
+        except httpx2.HTTPError:
+            answer.append(f"can't connect to {host}: no network, or it is blocked")
+
+    thread = threading.Thread(target=ask, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_SECONDS + 0.5)
+    return answer[0] if answer else f"{host} did not answer within {PROBE_SECONDS:.0f} s"
+
+
 def download_concept(ref: HubRef, api: HfApi | None = None, cache_dir: str | Path | None = None) -> Path:
     """Fetch a concept (one file, or a repo's embedding files and keyword) into the Hub cache and
     return the local path. Concept images and subfolders are never downloaded; oversized files are
-    refused before a byte is fetched when the Hub can be asked about sizes."""
+    refused before a byte is fetched when the Hub can be asked about sizes. While the Hub can't be
+    reached, only the cache is looked at."""
     api = api or HfApi()
-    common = dict(endpoint=api.endpoint, token=api.token, cache_dir=cache_dir)
+    offline = hub_unreachable(api.endpoint)
+    common = dict(endpoint=api.endpoint, token=api.token, cache_dir=cache_dir, local_files_only=offline is not None)
     try:
         if ref.filename:
-            _check_sizes(api, ref.repo_id, [ref.filename])
+            if not offline:
+                _check_sizes(api, ref.repo_id, [ref.filename])
             return Path(hf_hub_download(ref.repo_id, ref.filename, **common))
-        _check_sizes(api, ref.repo_id, None)
+        if not offline:
+            _check_sizes(api, ref.repo_id, None)
         folder = snapshot_download(
             ref.repo_id,
             allow_patterns=["*.safetensors", "*.bin", "*.pt", "token_identifier.txt", "type_of_concept.txt"],
@@ -100,7 +152,8 @@ def download_concept(ref: HubRef, api: HfApi | None = None, cache_dir: str | Pat
     except RepositoryNotFoundError:
         raise HubError(f"{ref.repo_id}: no such model repo on the Hub (or it is private and your token can't see it)") from None
     except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: catch it first
-        raise HubError(f"{ref.repo_id}: can't reach the Hub and it is not in the local cache") from None
+        why = f" ({offline})" if offline else ""
+        raise HubError(f"{ref.repo_id}: can't reach the Hub{why} and it is not in the local cache") from None
     except EntryNotFoundError:
         raise HubError(f"{ref.repo_id}: has no file {ref.filename!r}") from None
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
@@ -124,6 +177,8 @@ def _check_sizes(api: HfApi, repo_id: str, filenames: list[str] | None) -> None:
 def search_concepts(query: str, api: HfApi | None = None, author: str = CONCEPTS_LIBRARY, limit: int = 12) -> list[HubConcept]:
     """Community concepts whose repo name matches `query`, with keyword, type and previews."""
     api = api or HfApi()
+    if reason := hub_unreachable(api.endpoint):
+        raise HubError(f"searching needs a network connection to the Hub, which this server can't reach right now ({reason})")
     try:
         models = list(api.list_models(author=author or None, search=query or None, limit=limit, full=True))
     except OfflineModeIsEnabled:
@@ -159,6 +214,8 @@ def error_reason(err: BaseException) -> str:
     """A short cause without request headers (which would carry the token)."""
     if isinstance(err, httpx2.ConnectError):
         return "can't connect to the Hub: check the network"
+    if isinstance(err, httpx2.TimeoutException):
+        return "the Hub did not answer in time"
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         return f"HTTP {err.response.status_code}"
-    return type(err).__name__
+    return "network error" if isinstance(err, httpx2.HTTPError) else "unexpected error"
