@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 import threading
-from itertools import accumulate
 import weakref
+from itertools import accumulate
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
@@ -28,6 +28,8 @@ from .models import BaseModel, Conditioning, TextEncoderSlot
 _ACTIVE: ContextVar[dict | None] = ContextVar("textinv_active_substitutions", default=None)
 _HOOKED: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
 _HOOK_LOCK = threading.Lock()
+# A word written the way keywords are written: `<anything-without-spaces>`.
+_KEYWORD_SHAPED = re.compile(r"<[^<>\s]+>")
 
 
 @dataclass
@@ -62,6 +64,20 @@ def keyword_pattern(concepts: Sequence[Concept]) -> re.Pattern | None:
         right = r"(?![\w-])" if re.match(r"\w", token[-1]) else ""
         parts.append(left + re.escape(token) + right)
     return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def missing_keywords(prompt: str, concepts: Sequence[Concept], expected: Iterable[str] = ()) -> list[str]:
+    """Keywords in `prompt` that no concept provides, and that would be read as plain text: every
+    `<...>` word, and any of `expected` (words known to be meant as keywords, like the names of
+    refused files) as a whole word. The concepts' own keywords are taken out first with
+    `keyword_pattern`, the pattern tokenizing uses, so what is reported is exactly what gets no
+    vectors."""
+    pattern = keyword_pattern(concepts)
+    rest = pattern.sub(" ", prompt) if pattern else prompt
+    found = list(_KEYWORD_SHAPED.finditer(rest))
+    for word in expected:
+        found += re.finditer(rf"(?<![\w<-])<?{re.escape(word)}>?(?![\w-])", rest, re.IGNORECASE)
+    return list(dict.fromkeys(match.group() for match in sorted(found, key=lambda match: match.start())))
 
 
 def check_keywords(concepts: Sequence[Concept]) -> None:
