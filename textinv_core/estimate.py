@@ -3,8 +3,12 @@
 A first-time visitor should know whether to wait two minutes or to go and find a GPU. The estimate
 is deliberately simple and says how it was made:
 
-- On a built-in demo model it is *measured*: three training steps on a blank image and one preview
-  take a fraction of a second, and the results are cached per (resolution, batch size).
+- Once this server has trained with the same model, device, resolution and batch size, it is
+  *learned*: the median step, preview and finishing times of its recent runs (`record_run`).
+- Before that, on a built-in demo model it is *measured*: a few training steps on a blank image and
+  one preview take a fraction of a second, after a warm-up that pays for lazy initialisation (timed
+  without it, a first step or a first preview costs several times a steady one), and the results
+  are cached per (resolution, batch size).
 - On a real model it comes from the small table below: seconds per optimizer step at batch 1, at
   the family's native resolution, with the frozen model in bf16/fp16 on an A100-class GPU, or fp32
   on a CPU. It is scaled by the GPU's class, the CPU's core count, the resolution, the batch size,
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Seconds per step, batch 1, native resolution (SD 1.x: 512, SD 2.x: 768, SDXL: 1024).
@@ -48,6 +54,7 @@ PREVIEW_STEPS_EQUIVALENT = 16
 # ZeroGPU: each GPU call waits for a slot and forks a worker, a few seconds each.
 ZERO_GPU_CALL_OVERHEAD = 8.0
 SLOW_SECONDS = 3600  # beyond this the estimate is shown as a warning
+RUNS_REMEMBERED = 8  # per setting, the recent runs a learned estimate is the median of
 NATIVE = {"SD 1.x": 512, "SD 2.x": 768, "SDXL": 1024}
 
 
@@ -56,8 +63,9 @@ class Estimate:
     seconds: float  # the whole run
     seconds_per_step: float  # one optimizer step, previews excluded
     device: str  # what it runs on, in words
-    measured: bool  # measured on this machine (demo models) rather than read from the table
+    measured: bool  # measured on this machine (demo models, or learned from runs) rather than read from the table
     cpu_only: bool
+    runs: int = 0  # the earlier runs on this server it was learned from (0: not learned)
 
     @property
     def slow(self) -> bool:
@@ -65,9 +73,12 @@ class Estimate:
 
     def describe(self) -> str:
         """One or two sentences for the page."""
-        how = "measured on this machine" if self.measured else "rough estimate"
+        if self.runs:
+            how = f"learned from {self.runs} run{'s' if self.runs != 1 else ''} on this server"
+        else:
+            how = "measured on this machine" if self.measured else "rough estimate"
         text = f"About **{format_duration(self.seconds)}** on {self.device} ({how}, {self.seconds_per_step:.2g} s per step)."
-        if self.cpu_only and not self.measured:
+        if self.cpu_only and not self.measured and not self.runs:
             text = (
                 f"⚠ **This machine has no GPU.** Training a real model on a CPU is very slow: about "
                 f"**{format_duration(self.seconds)}** for these settings ({self.seconds_per_step:.0f} s per step; "
@@ -139,8 +150,9 @@ _MEASURED: dict[tuple, float] = {}
 _MEASURE_LOCK = threading.Lock()
 
 
-def measure_seconds_per_step(model, resolution: int, batch_size: int = 1, steps: int = 3) -> float:
-    """Time a few real training steps of `model` on a blank image (fast on the demo models only)."""
+def measure_seconds_per_step(model, resolution: int, batch_size: int = 1, steps: int = 5) -> float:
+    """Time a few real training steps of `model` on a blank image (fast on the demo models only):
+    the median of `steps` steps after two warm-up steps."""
     key = (model.spec, resolution, batch_size)
     with _MEASURE_LOCK:
         if key in _MEASURED:
@@ -151,29 +163,82 @@ def measure_seconds_per_step(model, resolution: int, batch_size: int = 1, steps:
         from .train import TrainConfig, Trainer
 
         image = TrainingImage("blank.png", Image.new("RGB", (resolution, resolution), (128, 128, 128)))
-        config = TrainConfig(token="<timing-probe>", steps=steps + 1, batch_size=batch_size, resolution=resolution)
+        config = TrainConfig(token="<timing-probe>", steps=steps + 2, batch_size=batch_size, resolution=resolution)
         with tempfile.TemporaryDirectory(prefix="textinv-timing-") as folder:
             trainer = Trainer(model, [image], config, Path(folder))
-            trainer.train_step()  # the first step pays for lazy initialisation
-            begin = time.perf_counter()
-            for _ in range(steps):
+            for _ in range(2):  # the first steps pay for lazy initialisation
                 trainer.train_step()
-            seconds = (time.perf_counter() - begin) / steps
-        _MEASURED[key] = seconds
-        return seconds
+            _MEASURED[key] = statistics.median(_timed(trainer.train_step) for _ in range(steps))
+        return _MEASURED[key]
 
 
 def measure_preview_seconds(model) -> float:
-    """Time one preview image (20 denoising steps) of `model` (fast on the demo models only)."""
+    """Time one preview image (20 denoising steps) of `model` (fast on the demo models only), after
+    one warm-up image."""
     key = (model.spec, "preview")
     with _MEASURE_LOCK:
         if key not in _MEASURED:
             from .generate import generate
 
-            begin = time.perf_counter()
-            generate(model, "a photo", steps=20, seed=0)
-            _MEASURED[key] = time.perf_counter() - begin
+            generate(model, "a photo", steps=2, seed=0)
+            _MEASURED[key] = _timed(lambda: generate(model, "a photo", steps=20, seed=0))
         return _MEASURED[key]
+
+
+def _timed(work) -> float:
+    begin = time.perf_counter()
+    work()
+    return time.perf_counter() - begin
+
+
+@dataclass
+class _Learned:
+    """What recent runs with one setting really took, in seconds (one median per run)."""
+
+    steps: deque = field(default_factory=lambda: deque(maxlen=RUNS_REMEMBERED))  # per micro-batch step
+    previews: deque = field(default_factory=lambda: deque(maxlen=RUNS_REMEMBERED))
+    finish: deque = field(default_factory=lambda: deque(maxlen=RUNS_REMEMBERED))
+
+
+_LEARNED: dict[tuple, _Learned] = {}
+_LEARN_LOCK = threading.Lock()
+
+
+def _step_key(model, resolution: int, batch_size: int) -> tuple:
+    return (model.spec, model.placement.device.type, resolution, batch_size)
+
+
+def _model_key(model) -> tuple:  # previews (native size, batch 1) and finishing depend on the model only
+    return (model.spec, model.placement.device.type)
+
+
+def record_run(model, resolution: int, batch_size: int, grad_accum: int, step_seconds: list[float],
+               preview_seconds: list[float], finish_seconds: float | None) -> None:
+    """Remember how long a run's steps, previews and finishing (checkpoint and quality readout)
+    really took on this server, so that later estimates for the same setting are learned ones. The
+    first step of a run is left out: it pays for lazy initialisation."""
+    steady = step_seconds[1:]
+    with _LEARN_LOCK:
+        if steady:
+            learned = _LEARNED.setdefault(_step_key(model, resolution, batch_size), _Learned())
+            learned.steps.append(statistics.median(steady) / grad_accum)
+        overall = _LEARNED.setdefault(_model_key(model), _Learned())
+        if preview_seconds:
+            overall.previews.append(statistics.median(preview_seconds))
+        if finish_seconds is not None:
+            overall.finish.append(finish_seconds)
+
+
+def _learned(key: tuple, what: str) -> tuple[float, int] | None:
+    """(median, number of runs) of what runs with `key` took, or None before any."""
+    with _LEARN_LOCK:
+        values = list(getattr(_LEARNED[key], what)) if key in _LEARNED else []
+    return (statistics.median(values), len(values)) if values else None
+
+
+def preview_count(steps: int, preview_every: int) -> int:
+    """Previews in a run: one every `preview_every` steps, and one at the end if that step has none."""
+    return math.ceil(steps / preview_every) if preview_every else 0
 
 
 def estimate_training(
@@ -195,18 +260,24 @@ def estimate_training(
             return measure_seconds_per_step(model, res, batch)
         return table_seconds_per_step(model.family.name, device_type, res, batch, 1, device)
 
-    per_step = per_step_at(resolution, batch_size) * grad_accum
-    previews = steps // preview_every if preview_every else 0
+    learned_step = _learned(_step_key(model, resolution, batch_size), "steps")
+    per_step = (learned_step[0] if learned_step else per_step_at(resolution, batch_size)) * grad_accum
+    previews = preview_count(steps, preview_every)
     preview_cost = 0.0
     if previews:  # one image at the model's own resolution, 20 denoising steps
-        if model.is_demo:
+        learned_preview = _learned(_model_key(model), "previews")
+        if learned_preview:
+            preview_cost = learned_preview[0]
+        elif model.is_demo:
             preview_cost = measure_preview_seconds(model)
         else:
             preview_cost = per_step_at(model.resolution, 1) * PREVIEW_STEPS_EQUIVALENT
-    total = steps * per_step + previews * preview_cost
+    learned_finish = _learned(_model_key(model), "finish")
+    total = steps * per_step + previews * preview_cost + (learned_finish[0] if learned_finish else 0.0)
     if zero_gpu_chunk_steps:
         total += math.ceil(steps / zero_gpu_chunk_steps) * ZERO_GPU_CALL_OVERHEAD
-    return Estimate(total, per_step, device, model.is_demo, cpu_only=device_type == "cpu")
+    runs = learned_step[1] if learned_step else 0
+    return Estimate(total, per_step, device, model.is_demo or bool(runs), cpu_only=device_type == "cpu", runs=runs)
 
 
 def generation_seconds(model, steps: int, num_images: int, width: int, height: int) -> float:
