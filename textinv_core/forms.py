@@ -1,0 +1,128 @@
+"""The web app's forms: every field a visitor fills in, declared once, and checked as a whole.
+
+The app builds its widgets from these declarations (labels, ranges, defaults, length limits) and
+hands whatever arrives, from the page or the API, to `train_request` / `generate_request` /
+`text`, which return checked values or raise `FieldError` naming the first bad field. Nothing
+reaches the library unchecked: an empty learning rate, a seed of 2**63, a string for the
+resolution or a million-character prompt each get a sentence, not a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .concepts import MAX_VECTORS
+from .fields import ChoiceField, FlagField, NumberField, TextField, parse_keyword
+from .train import DEFAULT_LR, DEFAULT_STEPS
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens (~300 characters); this leaves room for pasted prompts
+
+# Train tab
+NAME = TextField("Concept name", 100)
+INIT_WORD = TextField("Starts from the word", 100)
+PREVIEW_PROMPT = TextField("Preview prompt", MAX_PROMPT_CHARS)
+CONCEPT_TYPE = ChoiceField("What is it?", ("object", "style"))
+STEPS = NumberField("Steps", 1, 5000, DEFAULT_STEPS, integer=True)
+LEARNING_RATE = NumberField("Learning rate", 0.00001, 0.5, DEFAULT_LR)
+VECTORS = NumberField("Vectors per keyword", 1, MAX_VECTORS, 1, integer=True)
+BATCH_SIZE = NumberField("Batch size", 1, 8, 1, integer=True)
+TRAIN_SEED = NumberField("Seed", 0, MAX_SEED, 0, integer=True)
+FLIP = FlagField("Mirror images at random")
+SCHEDULE = ChoiceField("Learning-rate schedule", ("constant", "cosine"))
+PREVIEW_EVERY = NumberField("Preview every N steps", 0, 5000, 100, integer=True)
+
+# Generate tab
+PROMPT = TextField("Prompt", MAX_PROMPT_CHARS, required=True,
+                   why="describe the image you want, using a concept's keyword if you like")
+NEGATIVE = TextField("Negative prompt", MAX_PROMPT_CHARS)
+GEN_STEPS = NumberField("Steps", 1, 100, 30, integer=True)
+GUIDANCE = NumberField("Guidance", 1, 20, 7.5)
+WIDTH = NumberField("Width", 64, 1536, integer=True, multiple_of=8)
+HEIGHT = NumberField("Height", 64, 1536, integer=True, multiple_of=8)
+GEN_SEED = NumberField("Seed", -1, MAX_SEED, -1, integer=True, empty=-1)
+NUM_IMAGES = NumberField("Images", 1, 4, 1, integer=True)
+
+# Hub tab and file loading
+OPTIONAL_KEYWORD = "Keyword (optional)"
+SEARCH = TextField("Search", 200)
+HUB_SOURCE = TextField("Concept", 500, required=True,
+                       why="type a concept keyword (cat-toy), a repo id (user/name) or a Hub link first")
+REPO_NAME = TextField("Repo name", 96)
+NAMESPACE = TextField("Namespace", 96)
+TOKEN = TextField("Hugging Face token", 400)
+
+
+def resolution_field(choices: list[int]) -> ChoiceField:
+    """The training resolutions offered for this model (see app.resolution_choices)."""
+    return ChoiceField("Training resolution (px)", tuple(choices))
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """A Train click, checked: everything `TrainConfig` needs from the form."""
+
+    name: str
+    keyword: str
+    concept_type: str
+    init_word: str
+    steps: int
+    learning_rate: float
+    vectors: int
+    batch_size: int
+    resolution: int
+    seed: int
+    flip: bool
+    schedule: str
+    preview_prompt: str
+    preview_every: int
+
+
+def train_request(resolutions: list[int], name: Any, keyword: Any, concept_type: Any, init_word: Any, steps: Any,
+                  lr: Any, vectors: Any, batch_size: Any, resolution: Any, seed: Any, flip: Any, schedule: Any,
+                  preview_prompt: Any, preview_every: Any) -> TrainRequest:
+    """Check every Train field, in the order the page shows them."""
+    return TrainRequest(
+        name=NAME.parse(name),
+        keyword=parse_keyword(keyword, "Keyword", required=False),
+        concept_type=CONCEPT_TYPE.parse(concept_type),
+        init_word=INIT_WORD.parse(init_word),
+        steps=STEPS.parse(steps),
+        learning_rate=LEARNING_RATE.parse(lr),
+        vectors=VECTORS.parse(vectors),
+        batch_size=BATCH_SIZE.parse(batch_size),
+        resolution=resolution_field(resolutions).parse(resolution),
+        seed=TRAIN_SEED.parse(seed),
+        flip=FLIP.parse(flip),
+        schedule=SCHEDULE.parse(schedule),
+        preview_prompt=PREVIEW_PROMPT.parse(preview_prompt),
+        preview_every=PREVIEW_EVERY.parse(preview_every),
+    )
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    negative: str
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    seed: int  # -1: random
+    num_images: int
+
+
+def generate_request(prompt: Any, negative: Any, steps: Any, guidance: Any, width: Any, height: Any, seed: Any,
+                     num_images: Any) -> GenerateRequest:
+    """Check every Generate field, in the order the page shows them."""
+    return GenerateRequest(
+        PROMPT.parse(prompt), NEGATIVE.parse(negative), GEN_STEPS.parse(steps), GUIDANCE.parse(guidance),
+        WIDTH.parse(width), HEIGHT.parse(height), GEN_SEED.parse(seed), NUM_IMAGES.parse(num_images),
+    )
+
+
+def optional_keyword(raw: Any) -> str:
+    """The 'Keyword (optional)' boxes that rename a loaded concept: empty keeps its own."""
+    return parse_keyword(raw, OPTIONAL_KEYWORD, required=False)
+
