@@ -16,7 +16,7 @@ which the worker sees too, so Stop works inside a chunk wherever it runs.
 
 from __future__ import annotations
 
-import math
+import html
 import os
 import random
 import re
@@ -29,15 +29,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
 
+from . import messages
 from .concepts import Concept, concept_name
+from .fields import FieldError, parse_keyword
+from .forms import TrainRequest
+from .hub import download_concept, parse_reference
 from .images import MAX_IMAGES, SMALL_SIDE, ImageError, TrainingImage, load_image
+from .models import BaseModel
+from .prompts import keyword_pattern, missing_keywords
+from .readers import MAX_BYTES, EmbeddingFile, read_embedding
+from .sources import fit_embedding, unique_keyword
 from .train import Finished, Paused, Preview, Progress, TrainConfig, Trainer
 
 STOP_FILE = "STOP"
+MAX_UPLOAD_BYTES = MAX_BYTES  # one photo or embedding file: 50 MB (gradio's own limit is set higher)
 MAX_SIDE_KEPT = 1536  # uploads are kept in memory at most this big (training is <= 1024 px)
 THUMB_SIDE = 256
+MAX_NOTE_LINES = 12  # image notes shown under the thumbnails; the rest are counted
 DETAIL_RATIO_MIN = 0.10  # see `detail_warnings`
 FLAT_MIN = 0.5
 
@@ -97,12 +107,19 @@ def detail_warnings(image: Image.Image) -> list[tuple[str, str]]:
 
 
 def check_image(path: str | Path, display_name: str | None = None, resolution: int = SMALL_SIDE) -> Upload:
-    """Decode one upload and say what is wrong with it, if anything (for a model of `resolution` px)."""
+    """Decode one upload and say what is wrong with it, if anything (for a model of `resolution` px).
+    Messages name the file as the visitor named it, never the server's copy."""
     name = display_name or Path(path).name
+    size = Path(path).stat().st_size
+    if size == 0:
+        return Upload(name, None, error=f"{name}: empty file (0 bytes): the upload or copy failed; add it again")
+    if size > MAX_UPLOAD_BYTES:
+        return Upload(name, None, error=f"{name}: {size / 2**20:.0f} MB, over the {MAX_UPLOAD_BYTES // 2**20} MB limit "
+                                        "for one image; save it as a smaller JPEG or PNG")
     try:
         item = load_image(path, resolution)
     except ImageError as err:
-        message = str(err)
+        message = messages.for_visitor(str(err), {str(path): name, Path(path).name: name})
         return Upload(name, None, error=message if message.startswith(name) else f"{name}: {message}")
     item.name = name
     warnings = [("small", text) for text in item.warnings]
@@ -117,12 +134,37 @@ def check_image(path: str | Path, display_name: str | None = None, resolution: i
     return Upload(name, item, [(short, text if text.startswith(name) else f"{name}: {text}") for short, text in warnings], thumb=thumb)
 
 
+def _escape(text: str) -> str:
+    """Text for Markdown that may hold keywords like <cat-toy>, which must not read as HTML."""
+    return html.escape(text, quote=False)
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    """`a.png, b.png, c.png and 7 more`."""
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
 def refused_thumbnail() -> Image.Image:
-    """A grey square shown in place of a file that is not a usable image."""
-    return Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), (225, 225, 225))
+    """The tile shown in place of a refused file: plainly a refusal, not a grey image that seems
+    to be loading (the reason is in the image notes and the tile's caption)."""
+    tile = Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), (253, 236, 236))
+    draw = ImageDraw.Draw(tile)
+    red, middle, arm = (176, 42, 38), THUMB_SIDE // 2, THUMB_SIDE // 7
+    draw.rectangle((0, 0, THUMB_SIDE - 1, THUMB_SIDE - 1), outline=(214, 69, 65), width=6)
+    for sign in (1, -1):  # a cross (the default font has no ✖)
+        draw.line((middle - arm, middle - 30 - sign * arm, middle + arm, middle - 30 + sign * arm), fill=red, width=12)
+    font = ImageFont.load_default(size=THUMB_SIDE // 6)
+    draw.text((middle, middle + 50), "refused", fill=red, font=font, anchor="mm")
+    return tile
 
 
 # -- keywords -----------------------------------------------------------------------------------
+
+
+def bare_keyword(keyword: str) -> str:
+    """`<Cat-Toy>` -> `cat-toy`: how keywords are compared when one may lack its brackets."""
+    return keyword.strip().strip("<>").lower()
 
 
 def suggest_keyword(name: str) -> str:
@@ -131,7 +173,37 @@ def suggest_keyword(name: str) -> str:
     return f"<{slug}>" if slug else ""
 
 
+def default_preview_prompt(keyword: str, concept_type: str) -> str:
+    if concept_type == "style":
+        return f"a painting of a house in the style of {keyword}"
+    return f"a photo of {keyword}"
+
+
 # -- training -----------------------------------------------------------------------------------
+
+
+def train_config(request: TrainRequest) -> TrainConfig:
+    """The run a checked Train form asks for; an empty keyword is suggested from the name."""
+    keyword = request.keyword or suggest_keyword(request.name)
+    if not keyword:
+        raise FieldError("Keyword: empty; give your concept a name (or a keyword like <my-cat>) first")
+    keyword = parse_keyword(keyword)  # a suggested one must pass the same rule (length)
+    return TrainConfig(
+        token=keyword,
+        init_word=request.init_word or None,
+        num_vectors=request.vectors,
+        concept_type=request.concept_type,
+        steps=request.steps,
+        learning_rate=request.learning_rate,
+        lr_schedule=request.schedule,
+        batch_size=request.batch_size,
+        resolution=request.resolution,
+        seed=request.seed,
+        flip=request.flip,
+        preview_every=request.preview_every,
+        preview_prompt=request.preview_prompt or default_preview_prompt(keyword, request.concept_type),
+        preview_seed=request.seed,
+    )
 
 
 @dataclass
@@ -141,9 +213,22 @@ class Carry:
     state: dict
 
 
+@dataclass
+class Timing:
+    """How long one chunk's steps, previews and finishing took, in seconds, measured where they
+    ran (a ZeroGPU worker included) and handed back like `Carry`: the estimate learns from it."""
+
+    steps: list[float] = field(default_factory=list)
+    previews: list[float] = field(default_factory=list)
+    finish: float | None = None
+
+
 def train_chunk(model, images, config: TrainConfig, output_dir: Path, state: dict | None = None, pause_at: int | None = None):
-    """Run one stretch of a training run (to `pause_at`, or to the end): the Trainer's events, plus
-    a `Carry` before `Paused`. Everything it yields can cross a process boundary."""
+    """Run one stretch of a training run (to `pause_at`, or to the end): the Trainer's events, a
+    `Carry` before `Paused`, and a `Timing` last. Everything it yields can cross a process boundary.
+
+    A run whose step count is not a multiple of `preview_every` gets one more preview at its last
+    step, so the visitor always sees what the finished concept draws."""
     output_dir = Path(output_dir)
     trainer = Trainer(model, images, config, output_dir)
     if state is not None:
@@ -151,12 +236,34 @@ def train_chunk(model, images, config: TrainConfig, output_dir: Path, state: dic
     stop_file = output_dir / STOP_FILE
     if stop_file.exists():
         trainer.stop()
+    timing, clock = Timing(), time.perf_counter()
     for event in trainer.run(pause_at=pause_at):
-        if isinstance(event, Paused):
+        spent = time.perf_counter() - clock
+        if isinstance(event, Progress):
+            timing.steps.append(spent)
+        elif isinstance(event, Preview):
+            timing.previews.append(spent)
+        elif isinstance(event, Paused):
             yield Carry(trainer.state_dict())
+        elif isinstance(event, Finished):
+            timing.finish = spent
+            if needs_final_preview(config, event):
+                clock = time.perf_counter()
+                yield Preview(event.step, trainer.preview())
+                timing.previews.append(time.perf_counter() - clock)
+            yield timing
         yield event
         if stop_file.exists():
             trainer.stop()
+        clock = time.perf_counter()
+    if timing.finish is None:
+        yield timing
+
+
+def needs_final_preview(config: TrainConfig, finished: Finished) -> bool:
+    """Previews are on, the run was not stopped, and its last step had no preview of its own."""
+    every = config.preview_every
+    return bool(every and config.preview_prompt and not finished.stopped and finished.step % every)
 
 
 ChunkRunner = Callable[..., Iterator]
@@ -175,7 +282,7 @@ class RunView:
     finished: Finished | None = None
     output_dir: Path | None = None
     keyword: str = ""
-    note: str = ""
+    timing: Timing = field(default_factory=Timing)  # the whole run's, gathered from its chunks
 
     @property
     def eta(self) -> float | None:
@@ -205,6 +312,11 @@ def run_training(
             if isinstance(event, Carry):
                 state = event.state
                 continue
+            if isinstance(event, Timing):
+                view.timing.steps += event.steps
+                view.timing.previews += event.previews
+                view.timing.finish = event.finish
+                continue
             if isinstance(event, Progress):
                 view.step, view.phase = event.step, "stopping" if view.phase == "stopping" else "training"
                 view.losses.append((event.step, event.loss))
@@ -227,24 +339,30 @@ def run_training(
 
 
 def download_files(output_dir: Path, family_is_sdxl: bool) -> dict[str, Path]:
-    """The files to offer: `diffusers`, `a1111` and `everything` (a zip of the concept)."""
+    """The files to offer: `diffusers`, `a1111` and `everything` (a zip of the concept), each
+    named after the concept (`red-rocket-diffusers.safetensors`), so that two concepts downloaded
+    into one folder never overwrite each other. They live in `downloads/`, apart from the run's
+    own files, which keep the names diffusers and A1111 expect."""
     output_dir = Path(output_dir)
     token = (output_dir / "token_identifier.txt").read_text().strip()
     name = concept_name(token)
+    folder = output_dir / "downloads"
+    folder.mkdir(exist_ok=True)
     files: dict[str, Path] = {}
     if family_is_sdxl:
-        pair = output_dir / f"{name}-diffusers.zip"
-        _zip(pair, output_dir, ["learned_embeds.safetensors", "learned_embeds_2.safetensors", "token_identifier.txt"])
-        files["diffusers"] = pair
-        files["a1111"] = output_dir / f"{name}.safetensors"
+        files["diffusers"] = folder / f"{name}-diffusers.zip"
+        _zip(files["diffusers"], output_dir, ["learned_embeds.safetensors", "learned_embeds_2.safetensors", "token_identifier.txt"])
+        files["a1111"] = folder / f"{name}.safetensors"
+        shutil.copyfile(output_dir / f"{name}.safetensors", files["a1111"])
     else:
-        files["diffusers"] = output_dir / "learned_embeds.safetensors"
-        files["a1111"] = output_dir / f"{name}.pt"
-    everything = output_dir / f"{name}-all.zip"
+        files["diffusers"] = folder / f"{name}-diffusers.safetensors"
+        shutil.copyfile(output_dir / "learned_embeds.safetensors", files["diffusers"])
+        files["a1111"] = folder / f"{name}.pt"
+        shutil.copyfile(output_dir / f"{name}.pt", files["a1111"])
+    files["everything"] = folder / f"{name}-all.zip"
     keep = [p.relative_to(output_dir).as_posix() for p in sorted(output_dir.rglob("*")) if p.is_file()]
-    keep = [p for p in keep if not p.startswith("checkpoints/") and not p.endswith(".zip") and p != STOP_FILE]
-    _zip(everything, output_dir, keep)
-    files["everything"] = everything
+    keep = [p for p in keep if not p.startswith(("checkpoints/", "downloads/")) and p != STOP_FILE]
+    _zip(files["everything"], output_dir, keep)
     return files
 
 
@@ -253,6 +371,20 @@ def _zip(path: Path, folder: Path, names: list[str]) -> None:
         for name in names:
             if (folder / name).is_file():
                 archive.write(folder / name, name)
+
+
+# -- concepts from files ------------------------------------------------------------------------
+
+
+def fit_for(model: BaseModel, embedding: EmbeddingFile, display_name: str) -> tuple[Concept, list[str]]:
+    """`sources.fit_embedding`, except that on the built-in demo model a file whose widths fit none
+    of its encoders is refused as what it is (a real file on a toy model), with what would work."""
+    if model.is_demo:
+        widths = {kind: vectors.shape[1] for kind, vectors in embedding.vectors.items()}
+        refusal = messages.demo_refusal(display_name, widths, model.spec, [slot.width for slot in model.text_encoders])
+        if refusal:
+            raise ValueError(refusal)
+    return fit_embedding(embedding, model)
 
 
 # -- the session --------------------------------------------------------------------------------
@@ -269,6 +401,8 @@ class Session:
         self.runs = 0
         self.suggested = ""  # the keyword last suggested from the concept name
         self.search_results: dict = {}  # repo id -> hub.HubConcept of the latest search
+        self.refused: dict[str, str] = {}  # bare_keyword() of a file or Hub concept that was refused -> its name
+        self.file_keyword: dict[str, str] = {}  # uploaded file's server path -> the keyword it was loaded as
         self._folder: Path | None = None
         self._lock = threading.Lock()
 
@@ -295,18 +429,50 @@ class Session:
 
     def add_images(self, paths: list[tuple[str, str]], resolution: int = SMALL_SIDE) -> list[str]:
         """Add (path, display name) uploads for a model of `resolution` px; a name seen before
-        replaces the earlier file. Returns notes about files that were not added."""
-        notes = []
+        replaces the earlier file. Returns the names of files not added (over the limit)."""
+        not_added = []
         for path, name in paths:
             self.uploads = [u for u in self.uploads if u.name != name]
             if len(self.usable_images()) >= MAX_IMAGES:
-                notes.append(f"{name}: not added, the limit is {MAX_IMAGES} images (3 to 5 usually work best)")
+                not_added.append(name)
                 continue
             self.uploads.append(check_image(path, name, resolution))
-        return notes
+        return not_added
+
+    def image_notes(self, not_added: list[str] = ()) -> str:
+        """The notes under the thumbnails (Markdown): a summary line first, then what is wrong with
+        which file, at most MAX_NOTE_LINES of it, so 60 files at once still fit on a screen."""
+        if not self.uploads and not not_added:
+            return "Drop **3 to 5 images** of your concept above: different backgrounds, angles and lighting."
+        usable = len(self.usable_images())
+        refused = [u for u in self.uploads if u.error]
+        warned = [u for u in self.uploads if u.warnings]
+        head = [f"**{usable} image{'s' if usable != 1 else ''} ready**"]
+        head += [f"{len(refused)} refused"] if refused else []
+        head += [f"{len(warned)} with a warning"] if warned else []
+        head += [f"{len(not_added)} not added"] if not_added else []
+        summary = " · ".join(head) + "."
+        if usable and usable < 3:
+            summary += " Add a few more if you can: 3 to 5 usually work best."
+        lines = [f"- ✖ {_escape(u.error)}" for u in refused]
+        lines += [f"- ⚠ {_escape(text)}" for u in warned for _, text in u.warnings]
+        if not_added:
+            lines.append(f"- ✖ {len(not_added)} not added, the limit is {MAX_IMAGES} images (3 to 5 usually work "
+                         f"best): {_escape(_listed(not_added))}")
+        if len(lines) > MAX_NOTE_LINES:
+            lines = lines[: MAX_NOTE_LINES - 1] + [f"- … and {len(lines) - MAX_NOTE_LINES + 1} more notes: see the "
+                                                   "captions under the images"]
+        return "\n".join([summary, *lines])
 
     def clear_images(self) -> None:
         self.uploads = []
+
+    def remove_image(self, name: str) -> bool:
+        """Remove the upload called `name` (as the visitor named it); False if there is none."""
+        kept = [u for u in self.uploads if u.name != name]
+        removed = len(kept) != len(self.uploads)
+        self.uploads = kept
+        return removed
 
     def usable_images(self) -> list[TrainingImage]:
         return [u.item for u in self.uploads if u.item is not None]
@@ -315,8 +481,6 @@ class Session:
 
     def add_concept(self, concept: Concept, replace: bool = False) -> tuple[str, str | None]:
         """Add a concept under a keyword unique in this session. Returns (keyword, note)."""
-        from .sources import unique_keyword
-
         note = None
         key = concept.token.lower()
         if key in self.concepts and not replace:
@@ -326,7 +490,49 @@ class Session:
         elif key in self.concepts:
             note = f"replaces the earlier `{concept.token}`"
         self.concepts[key] = concept
+        self.refused.pop(bare_keyword(concept.token), None)
         return concept.token, note
+
+    def load_file(self, model: BaseModel, path: str | Path, display_name: str, keyword: str = "") -> tuple[str, list[str]]:
+        """Load an uploaded embedding file as a concept, renamed to `keyword` if given. Loading the
+        same upload again (with another keyword) replaces what it loaded before. Returns the
+        keyword and notes; a refused file is remembered, so a prompt using its keyword can say so."""
+        path = str(path)
+        try:
+            embedding = read_embedding(path)
+            concept, notes = fit_for(model, embedding, display_name)
+        except ValueError as err:
+            for meant in (Path(display_name).stem, keyword):
+                if meant:
+                    self.refused[bare_keyword(meant)] = display_name
+            raise ValueError(messages.for_visitor(str(err), {path: display_name})) from None
+        concept.source = f"file {display_name}"
+        if keyword:
+            concept.token = keyword
+        earlier = self.file_keyword.get(path)
+        if earlier is not None:
+            self.concepts.pop(earlier.lower(), None)
+        token, note = self.add_concept(concept)
+        self.file_keyword[path] = token
+        return token, [messages.for_visitor(n, {path: display_name}) for n in notes] + ([note] if note else [])
+
+    def load_from_hub(self, model: BaseModel, source: str, keyword: str, api, library: str) -> tuple[Concept, list[str]]:
+        """Load a concept by Hub reference (never a server path: this is what a visitor typed)."""
+        names: dict[str, str] = {}
+        try:
+            path = download_concept(parse_reference(source, library), api)
+            names[str(path)] = source
+            concept, notes = fit_for(model, read_embedding(path), source)
+        except ValueError as err:
+            for meant in (source.split("/")[-1], keyword):
+                if meant:
+                    self.refused[bare_keyword(meant)] = source
+            raise ValueError(messages.for_visitor(str(err), names)) from None
+        concept.source = source
+        if keyword:
+            concept.token = keyword
+        token, note = self.add_concept(concept)
+        return concept, [messages.for_visitor(n, names) for n in notes] + ([note] if note else [])
 
     def concept_list(self) -> list[Concept]:
         return list(self.concepts.values())
@@ -364,11 +570,22 @@ class Session:
 # -- generation -----------------------------------------------------------------------------------
 
 
-def pick_seed(seed: float | int | None) -> int:
-    """A negative or empty seed means random."""
-    if seed is None or (isinstance(seed, float) and math.isnan(seed)) or int(seed) < 0:
-        return random.randrange(2**31)
-    return int(seed)
+def pick_seed(seed: int) -> int:
+    """A negative seed means random."""
+    return random.randrange(2**31) if seed < 0 else seed
+
+
+def keywords_in(prompts: list[str], concepts: list[Concept], refused: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(keywords of `concepts` used in `prompts`, keyword-like words no concept provides), each
+    once, in order, as Markdown. A missing word that names a refused file or Hub concept says so."""
+    text = "\n".join(prompts)
+    pattern = keyword_pattern(concepts)
+    used = [f"`{word}`" for word in dict.fromkeys(pattern.findall(text))] if pattern else []
+    missing = []
+    for word in missing_keywords(text, concepts, expected=refused):
+        source = refused.get(bare_keyword(word))
+        missing.append(f"`{word}`" + (f" ({_escape(source)} could not be loaded)" if source else ""))
+    return used, missing
 
 
 # -- the Hub --------------------------------------------------------------------------------------
