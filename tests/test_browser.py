@@ -92,7 +92,7 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     status(page, "image-notes", "4 images ready")
     assert page.locator("#thumbnails img").count() == 4
 
-    page.locator("#concept-name textarea").fill("red robot")
+    page.locator("#concept-name textarea").fill("red rocket")
     page.locator("#init-word textarea").fill("robot")
     page.wait_for_function("document.querySelector('#keyword textarea').value === '<red-rocket>'")
     steps = page.locator("#steps input[type=number]")
@@ -132,7 +132,7 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     page.get_by_role("button", name="Push to the Hub").click()
     assert f"{ORG}/red-rocket" in status(page, "push-status", "pushed to")
     assert ALICE_WRITE not in page.content()  # the token never reaches the page
-    page.locator("#search textarea").fill("robot")
+    page.locator("#search textarea").fill("rocket")
     page.get_by_role("button", name="Search", exact=True).click()
     status(page, "search-status", "Found 1 concept")
     page.get_by_role("button", name="Load selected concept").click()
