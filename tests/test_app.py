@@ -76,7 +76,7 @@ def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub): 
     assert {row[2] for row in plot["data"]} == {"loss", "average"}
     assert previews and all(Path(p["image"]).exists() for p in previews)  # the preview at step 3
     assert any("Training" in out[0] for out in job.outputs())  # it streamed while training
-    assert Path(diffusers).name == "learned_embeds.safetensors" and Path(a1111).name == "red-rocket.pt"
+    assert Path(diffusers).name == "red-rocket-diffusers.safetensors" and Path(a1111).name == "red-rocket.pt"
     assert Path(everything).suffix == ".zip"
     assert "<red-rocket>" in result and table["data"][0][0] == "<red-rocket>"
 
