@@ -2,7 +2,8 @@
 
 Three tabs: Train (teach the model a new word from a few images), Generate (use it), Hub (share
 it, or load someone else's). This file only wires widgets to `textinv_core`; the per-visitor logic
-lives in `textinv_core/session.py`.
+lives in `textinv_core/session.py`, and every field a visitor fills in is declared and checked in
+`textinv_core/forms.py`.
 
     python app.py                         # the model in $TEXTINV_MODEL, else Stable Diffusion 1.5
     python app.py --model builtin:toyworld # the built-in demo model (offline; draws a toy world)
@@ -23,22 +24,25 @@ import json
 import logging
 import math
 import os
+import re
+import threading
 import time
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
-from textinv_core import estimate, publish, readers, sources, toyworld
+from textinv_core import estimate, forms, messages, publish, toyworld
 from textinv_core import session as ts
 from textinv_core.concepts import concept_name, new_concept
+from textinv_core.fields import MAX_KEYWORD_CHARS, FieldError, NumberField, TextField
 from textinv_core.generate import generate
-from textinv_core.hub import CONCEPTS_LIBRARY, search_concepts
+from textinv_core.hub import CONCEPTS_LIBRARY, HubError, hub_unreachable, search_concepts
 from textinv_core.images import MAX_IMAGES
 from textinv_core.models import BaseModel, load_base_model
-from textinv_core.prompts import keyword_pattern
-from textinv_core.train import DEFAULT_LR, DEFAULT_STEPS, TrainConfig
+from textinv_core.train import TrainConfig
 
 log = logging.getLogger("textinv.app")
 
@@ -50,16 +54,28 @@ ON_SPACE = bool(os.environ.get("SPACE_ID"))
 ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
 GPU_CONCURRENCY = int(os.environ.get("TEXTINV_GPU_CONCURRENCY", "2"))
 ZERO_GPU_CALL_SECONDS = int(os.environ.get("TEXTINV_GPU_SECONDS", "110"))  # one ZeroGPU call at most
-MAX_FILE_SIZE = "50mb"  # photos and embedding files (readers.MAX_BYTES is 50 MB too)
+# The app refuses photos and embedding files over 50 MB itself, with a note naming the file (see
+# session.MAX_UPLOAD_BYTES). gradio's own limit is higher, because a file over it never reaches the
+# app: gradio's page refuses the whole batch with a toast of its own.
+UPLOAD_HARD_LIMIT = "200mb"
 CACHE_CLEANUP = (3600, 6 * 3600)  # every hour, delete uploads and outputs older than 6 hours
+EMBEDDING_TYPES = [".pt", ".bin", ".safetensors", ".png", ".webp"]
 
 CSS = """
-.demo-banner { background: #fff4e5; border: 1px solid #f0b35b; border-radius: 8px; padding: 10px 16px !important; }
+.demo-banner { background: #fff4e5 !important; border: 1px solid #f0b35b !important; border-radius: 8px;
+               padding: 10px 16px !important; }
+.demo-banner > *, .demo-banner .prose { border: none !important; background: transparent !important; }
 .demo-banner p { margin: 0; }
+.notice { background: #fdecec !important; border: 1px solid #e8a09e !important; border-radius: 8px;
+          padding: 8px 14px !important; }
 .model-line { opacity: 0.8; font-size: 0.92em; }
 .status-box { min-height: 2.2em; }
 .tips { font-size: 0.92em; opacity: 0.85; margin-top: 12px !important; }
 .estimate-box { border-left: 3px solid #8c9eff; padding-left: 10px !important; }
+#image-actions { align-items: end; }
+#image-actions button { flex-grow: 0; min-width: 0; }
+#stop-btn:not([disabled]) { background: #d64541 !important; border-color: #b83330 !important; color: white !important; }
+#stop-btn[disabled] { background: #f6d5d4 !important; border-color: #eebcbb !important; color: #9c4a48 !important; }
 footer { display: none !important; }
 """
 
@@ -67,20 +83,91 @@ footer { display: none !important; }
 APP: dict = {}
 
 
+# -- inputs that reach the handlers as sent -------------------------------------------------------
+
+
+def as_sent(component: gr.components.Component, field: NumberField | None = None) -> gr.components.Component:
+    """`component`, with its value reaching the handler exactly as the page or the API sent it,
+    and described to the API by what `field` allows.
+
+    gradio's sliders, dropdowns and radios check values themselves and answer a bad one with a
+    generic "Error" toast; `forms.py` checks every field instead and names it. (Set on the
+    instance: a subclass of a gradio component makes gradio write a .pyi file beside this one.)"""
+    component.preprocess = lambda payload: payload
+    if field is not None:
+        component.api_info = lambda: {"type": "integer" if field.integer else "number", "description": field.allowed}
+    return component
+
+
+def number_choices(dropdown: gr.Dropdown) -> gr.Dropdown:
+    """A dropdown of numbers, described to the API as numbers (gradio says "string")."""
+    values = [value for _, value in dropdown.choices]
+    dropdown.api_info = lambda: {"type": "integer", "enum": values}
+    return as_sent(dropdown)
+
+
+def number_box(field: NumberField, value: float | None = None, **kwargs) -> gr.Number:
+    """A number box for `field`: its label, its default, and its allowed range as the hint. It
+    has no minimum or maximum of its own: forms.py says what is wrong with a value."""
+    return as_sent(gr.Number(value=field.default if value is None else value, label=kwargs.pop("label", field.label),
+                             info=kwargs.pop("info", field.allowed), **kwargs), field)
+
+
+def slider(field: NumberField, value: float, step: float = 1, **kwargs) -> gr.Slider:
+    return as_sent(gr.Slider(field.minimum, field.maximum, value=value, step=step, label=field.label, **kwargs), field)
+
+
+def textbox(field: TextField, **kwargs) -> gr.Textbox:
+    """A text box for `field`, which the page stops at the field's length limit."""
+    return gr.Textbox(label=kwargs.pop("label", field.label), max_length=field.max_chars, **kwargs)
+
+
 # -- start-up -------------------------------------------------------------------------------------
 
 
 def load_model(spec: str | None = None) -> tuple[BaseModel, str | None]:
     """The model asked for (argument, $TEXTINV_MODEL, else SD 1.5), or the demo model with the
-    reason when it can't be loaded (offline with nothing cached, typically)."""
+    reason when it can't be loaded. A Hub model is looked for in the local cache at once when the
+    Hub can't be reached, instead of waiting for huggingface_hub's retries (45 s without a network);
+    each step is logged, so whoever starts the app sees what it is doing."""
     spec = spec or os.environ.get("TEXTINV_MODEL") or DEFAULT_MODEL
+    if spec.startswith("builtin:") or Path(spec).exists():
+        log.info("Loading %s…", spec)
+        return _load_or_fall_back(spec, spec)
+    log.info("Checking the Hub for %s…", spec)
+    if reason := hub_unreachable():
+        try:
+            folder = snapshot_download(spec, local_files_only=True)
+        except (LocalEntryNotFoundError, ValueError, OSError):
+            log.warning("The Hub can't be reached (%s) and %s is not in the local cache: opening the built-in "
+                        "demo model %s instead.", reason, spec, DEMO_MODEL)
+            return load_base_model(DEMO_MODEL), f"`{spec}` could not be loaded (the Hub can't be reached: {reason}, and there is no copy in the local cache)"
+        log.info("The Hub can't be reached (%s): loading %s from the local cache…", reason, spec)
+        return _load_or_fall_back(folder, spec)
+    log.info("Loading %s (downloaded into the Hugging Face cache first if it is not there: several GB)…", spec)
+    return _load_or_fall_back(spec, spec)
+
+
+def _load_or_fall_back(path: str, spec: str) -> tuple[BaseModel, str | None]:
     try:
-        return load_base_model(spec), None
+        base = load_base_model(path)
     except (ValueError, OSError) as err:
         if spec.startswith("builtin:"):
             raise
-        log.warning("could not load %s, falling back to the demo model: %s", spec, err)
-        return load_base_model(DEMO_MODEL), f"`{spec}` could not be loaded (no network, and no copy in the local cache)"
+        cause = _cause(err)
+        log.warning("Could not load %s (%s): opening the built-in demo model %s instead.", spec, cause, DEMO_MODEL)
+        return load_base_model(DEMO_MODEL), f"`{spec}` could not be loaded ({cause})"
+    base.spec = spec  # the name asked for, also when it was loaded from its cached folder
+    log.info("Loaded %s (%s, %d px).", spec, base.family.name, base.resolution)
+    return base, None
+
+
+def _cause(err: Exception) -> str:
+    """The first sentence of a loading error, without diffusers' pointer to a stack trace that
+    is never printed ("check out the root cause in the stacktrace above")."""
+    text = re.sub(r"[^.]*stack ?trace[^.]*\.?", "", str(err), flags=re.IGNORECASE).strip()
+    first = text.splitlines()[0] if text else "unknown error"
+    return messages.for_visitor(first[:300])
 
 
 def gpu(duration):
@@ -136,15 +223,16 @@ def ok(text: str) -> str:
 
 
 def failed(err: Exception) -> str:
-    """A user-facing error as a toast and as the text of a status box."""
-    message = html.escape(str(err), quote=False)  # keywords like <cat-toy> must not read as HTML
-    gr.Warning(message, duration=8)
-    return f"✖ {message}"
+    """A user-facing error as a toast and as the text of a status box: no server paths, no class
+    names, and in the toast (which shows Markdown literally) no backticks."""
+    message = messages.for_visitor(str(err))
+    gr.Warning(messages.for_toast(message), duration=10, title="Can't do that yet")
+    return f"✖ {messages.for_markdown(message)}"
 
 
 def unexpected(err: Exception, what: str) -> str:
     log.exception("%s failed", what)  # the traceback goes to the server log, never to the page
-    return failed(ValueError(f"{what} failed unexpectedly ({type(err).__name__}); please try again"))
+    return failed(ValueError(f"{what} failed unexpectedly; please try again"))
 
 
 def concepts_library() -> str:
@@ -165,8 +253,9 @@ def visitor_token(oauth_token: gr.OAuthToken | None, typed: str | None):
     """
     if oauth_token is not None and oauth_token.token and oauth_token.token != MOCK_OAUTH_TOKEN:
         return oauth_token.token
-    if typed and typed.strip():
-        return typed.strip()
+    typed = forms.TOKEN.parse(typed)
+    if typed:
+        return typed
     mocked = oauth_token is not None and oauth_token.token == MOCK_OAUTH_TOKEN
     if (not ON_SPACE or mocked) and os.environ.get("HF_TOKEN"):
         return os.environ["HF_TOKEN"]
@@ -194,27 +283,11 @@ def trained_runs(session: ts.Session):
     return gr.update(choices=choices, value=choices[-1][1] if choices else None)
 
 
-def thumbnails(session: ts.Session):
+def image_views(session: ts.Session, not_added: list[str] = ()):
+    """The Train tab's thumbnails, image notes, the emptied upload box and the image picker."""
     items = [(u.thumb if u.thumb is not None else ts.refused_thumbnail(), u.caption) for u in session.uploads]
-    return items
-
-
-def image_report(session: ts.Session, extra: list[str] = ()) -> str:
-    usable = len(session.usable_images())
-    lines = []
-    if not session.uploads:
-        return "Drop **3 to 5 images** of your concept above: different backgrounds, angles and lighting."
-    head = f"**{usable} image{'s' if usable != 1 else ''} ready.**"
-    if usable and usable < 3:
-        head += " Add a few more if you can: 3 to 5 usually work best."
-    lines.append(head)
-    for u in session.uploads:
-        if u.error:
-            lines.append(f"- ✖ {html.escape(u.error, quote=False)}")
-        for _, text in u.warnings:
-            lines.append(f"- ⚠ {html.escape(text, quote=False)}")
-    lines += [f"- ✖ {html.escape(note, quote=False)}" for note in extra]
-    return "\n".join(lines)
+    names = [u.name for u in session.uploads]
+    return items, session.image_notes(list(not_added)), None, gr.update(choices=names, value=None)
 
 
 def loss_frame(losses: list[tuple[int, float]]) -> pd.DataFrame | None:
@@ -242,6 +315,11 @@ def loss_frame(losses: list[tuple[int, float]]) -> pd.DataFrame | None:
     )
 
 
+def newest_first(view: ts.RunView) -> list:
+    """The previews for the page, newest first, so the latest one is never below the fold."""
+    return list(reversed(view.previews))
+
+
 def progress_text(view: ts.RunView) -> str:
     if view.phase == "preparing":
         return "Preparing: encoding your images…"
@@ -256,12 +334,6 @@ def progress_text(view: ts.RunView) -> str:
     return f"{state} · step **{view.step} / {view.total}**{loss}{left} · {elapsed} so far"
 
 
-def default_preview_prompt(keyword: str, concept_type: str) -> str:
-    if concept_type == "style":
-        return f"a painting of a house in the style of {keyword}"
-    return f"a photo of {keyword}"
-
-
 def resolution_choices(native: int) -> list[int]:
     choices = {native}
     for factor in (0.5, 0.75, 1.25, 1.5):
@@ -271,18 +343,42 @@ def resolution_choices(native: int) -> list[int]:
     return sorted(choices)
 
 
+def demo_files_note(base: BaseModel) -> str:
+    """On a demo model, said where files are loaded: real community files can't fit it."""
+    if not base.is_demo:
+        return ""
+    return (f"\n\nThis app runs the built-in demo model, so only concepts trained on it load here; real "
+            f"community files need a Stable Diffusion model (run the app with `TEXTINV_MODEL={DEFAULT_MODEL}`).")
+
+
 # -- handlers: Train ------------------------------------------------------------------------------
 
 
 def add_images(files, session: ts.Session):
     paths = [(str(f), Path(str(f)).name) for f in (files or [])]
-    notes = session.add_images(paths, model().resolution)
-    return thumbnails(session), image_report(session, notes), None
+    return image_views(session, session.add_images(paths, model().resolution))
 
 
 def clear_images(session: ts.Session):
     session.clear_images()
-    return [], image_report(session), None
+    return image_views(session)
+
+
+def remove_image(name, session: ts.Session):
+    """Remove one image, picked by clicking its thumbnail (or by name through the API)."""
+    if not name:
+        gr.Warning("Click a thumbnail first to pick the image to remove.", title="Nothing picked")
+    elif not session.remove_image(str(name)):
+        gr.Warning(messages.for_toast(f"There is no image called {name} here."), title="Not found")
+    return image_views(session)
+
+
+def pick_image(session: ts.Session, evt: gr.SelectData):
+    """A click on a thumbnail picks that image for "Remove this image"."""
+    index = evt.index if isinstance(evt.index, int) else None
+    if index is None or not 0 <= index < len(session.uploads):
+        return gr.update()
+    return gr.update(value=session.uploads[index].name)
 
 
 def suggest_keyword(name: str, keyword: str, session: ts.Session):
@@ -296,39 +392,18 @@ def suggest_keyword(name: str, keyword: str, session: ts.Session):
 
 
 def show_estimate(steps, batch_size, resolution, preview_every):
+    """How long these settings should take, or, while a field is not valid, what is wrong with it."""
     try:
-        est = estimate.estimate_training(
-            model(), int(steps or 1), int(batch_size or 1), 1, int(resolution or model().resolution),
-            int(preview_every or 0), zero_gpu_chunk_steps=0,
-        )
-        return est.describe()
+        values = [forms.STEPS.parse(steps), forms.BATCH_SIZE.parse(batch_size),
+                  forms.resolution_field(APP["resolutions"]).parse(resolution), forms.PREVIEW_EVERY.parse(preview_every)]
+    except FieldError as err:
+        return f"✖ {messages.for_markdown(str(err))}"
+    try:
+        steps, batch_size, resolution, preview_every = values
+        return estimate.estimate_training(model(), steps, batch_size, 1, resolution, preview_every).describe()
     except Exception as err:  # the estimate must never break the page
         log.warning("estimate failed: %s", err)
         return ""
-
-
-def _config(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution, seed, flip,
-            schedule, preview_prompt, preview_every) -> TrainConfig:
-    keyword = (keyword or "").strip() or ts.suggest_keyword(name)
-    if not keyword:
-        raise ValueError("give your concept a name (or a keyword like <my-cat>) first")
-    preview_every = int(preview_every or 0)
-    return TrainConfig(
-        token=keyword,
-        init_word=(init_word or "").strip() or None,
-        num_vectors=int(vectors),
-        concept_type=concept_type,
-        steps=int(steps),
-        learning_rate=float(lr),
-        lr_schedule=schedule,
-        batch_size=int(batch_size),
-        resolution=int(resolution) if resolution else None,
-        seed=int(seed or 0),
-        flip=bool(flip),
-        preview_every=preview_every,
-        preview_prompt=(preview_prompt or "").strip() or default_preview_prompt(keyword, concept_type),
-        preview_seed=int(seed or 0),
-    )
 
 
 def train_update(status, plot=None, previews=None, running: bool = False, clear: bool = False,
@@ -363,16 +438,25 @@ def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size
           schedule, preview_prompt, preview_every, session: ts.Session):
     """Stream a training run: progress, loss curve, previews, then the downloads."""
     try:
-        config = _config(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution,
-                         seed, flip, schedule, preview_prompt, preview_every)
+        request = forms.train_request(APP["resolutions"], name, keyword, concept_type, init_word, steps, lr, vectors,
+                                      batch_size, resolution, seed, flip, schedule, preview_prompt, preview_every)
+        config = ts.train_config(request)
         images = session.usable_images()
         if not images:
             raise ValueError("add 3 to 5 images of your concept first (drop them in the box above)")
         config.check()  # and the keyword, initializer word and vectors, before anything is written:
-        new_concept(model(), config.token, config.init_word, config.num_vectors, config.concept_type, config.seed)
+        concept = new_concept(model(), config.token, config.init_word, config.num_vectors, config.concept_type,
+                              config.seed)
+        _, missing = ts.keywords_in([config.preview_prompt], [concept], session.refused)
+        if missing:
+            raise FieldError(f"Preview prompt: {', '.join(missing)} is not this concept's keyword (`{config.token}`); "
+                             "previews can only use the keyword being trained")
         view = session.start(config.steps)
     except ValueError as err:
         yield train_update(failed(err))
+        return
+    except Exception as err:
+        yield train_update(unexpected(err, "starting the run"))
         return
     output_dir = session.new_run_folder(config.token)
     yield train_update(progress_text(view), plot=gr.update(value=None), previews=[], running=True, clear=True)
@@ -384,7 +468,7 @@ def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size
             if view.finished is None and now - last < 0.5 and view.step not in (1, view.total) and not new_previews:
                 continue  # at most two page updates a second, but every preview at once
             last, shown_previews = now, len(view.previews)
-            yield train_update(progress_text(view), loss_frame(view.losses), view.previews if new_previews else None,
+            yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view) if new_previews else None,
                                running=True)
     except ValueError as err:
         yield train_update(failed(err))
@@ -399,15 +483,17 @@ def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size
     if view.finished is None:  # the run ended without a result (should not happen)
         yield train_update("✖ training ended without a result; please try again")
         return
+    estimate.record_run(model(), config.resolution, config.batch_size, config.grad_accum, view.timing.steps,
+                        view.timing.previews, view.timing.finish)
     concept = view.finished.concept
     concept.source = f"trained here ({view.step} steps)"
     keyword, note = session.add_concept(concept, replace=True)
     session.finished_runs.append(view)
-    example = default_preview_prompt(keyword, config.concept_type)
+    example = ts.default_preview_prompt(keyword, config.concept_type)
     result = f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`" + (f"\n\n({note})" if note else "")
     if view.finished.readout:
         result += f"\n\n**How well it learned:** {view.finished.readout.summary()}"
-    yield train_update(progress_text(view), loss_frame(view.losses), view.previews,
+    yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view),
                        files=ts.download_files(output_dir, model().family.is_sdxl), session=session, keyword=keyword,
                        result=result)
 
@@ -423,7 +509,7 @@ def use_in_generate(session: ts.Session):
     if run is None:
         return gr.Tabs(), gr.update(), gr.update()
     concept = session.concepts.get(run.keyword.lower())
-    prompt = default_preview_prompt(run.keyword, concept.concept_type if concept else "object")
+    prompt = ts.default_preview_prompt(run.keyword, concept.concept_type if concept else "object")
     return gr.Tabs(selected="generate"), prompt, gr.update(value=run.keyword)
 
 
@@ -438,24 +524,24 @@ def go_push(session: ts.Session):
 
 def run_generate(prompt, negative, steps, guidance, width, height, seed, num_images, session: ts.Session):
     try:
-        if not prompt or not prompt.strip():
-            raise ValueError("the prompt is empty: describe the image you want, using a concept's keyword if you like")
-        for size in (width, height):
-            if int(size) % 8:
-                raise ValueError(f"width and height must be multiples of 8, not {int(size)}")
-        seed = ts.pick_seed(seed)
+        request = forms.generate_request(prompt, negative, steps, guidance, width, height, seed, num_images)
+        seed = ts.pick_seed(request.seed)
         begin = time.monotonic()
-        images = generate_on_gpu(prompt, session.concept_list(), negative or "", int(steps), float(guidance), seed,
-                                 int(num_images), int(width), int(height))
+        images = generate_on_gpu(request.prompt, session.concept_list(), request.negative, request.steps,
+                                 request.guidance, seed, request.num_images, request.width, request.height)
     except ValueError as err:
         return gr.update(), failed(err)
     except Exception as err:
         return gr.update(), unexpected(err, "generation")
-    pattern = keyword_pattern(session.concept_list())
-    used = list(dict.fromkeys(pattern.findall(f"{prompt} {negative}"))) if pattern else []
-    concepts = f" · concepts: {', '.join(f'`{k}`' for k in used)}" if used else ""
+    used, missing = ts.keywords_in([request.prompt, request.negative], session.concept_list(), session.refused)
+    concepts = f" · concepts: {', '.join(used)}" if used else ""
     took = estimate.format_duration(time.monotonic() - begin)
-    return images, ok(f"{len(images)} image{'s' if len(images) != 1 else ''} in {took} · seed {seed}{concepts}")
+    status = ok(f"{len(images)} image{'s' if len(images) != 1 else ''} in {took} · seed {seed}{concepts}")
+    if missing:
+        warning = f"Not found, so read as plain words: {', '.join(missing)}. Only the concepts listed in this tab apply: train or load one first."
+        gr.Warning(messages.for_toast(warning), duration=10, title="Keyword not found")
+        status += f"\n\n⚠ {warning}"
+    return images, status
 
 
 def insert_keyword(text: str, keyword: str | None):
@@ -466,23 +552,39 @@ def insert_keyword(text: str, keyword: str | None):
 
 
 def load_embedding(file, keyword, session: ts.Session):
+    """Load the chosen file at once (and again, replacing it, when the keyword is changed)."""
     try:
         if not file:
-            raise ValueError("choose an embedding file first (.pt, .bin or .safetensors)")
-        path = Path(str(file))
-        embedding = readers.read_embedding(path)
-        concept, notes = sources.fit_embedding(embedding, model())
-        concept.source = f"file {path.name}"
-        if keyword and keyword.strip():
-            concept.token = keyword.strip()
-        token, note = session.add_concept(concept)
+            raise ValueError("choose an embedding file first (.pt, .bin, .safetensors, or an A1111 .png / .webp)")
+        keyword = forms.optional_keyword(keyword)
+        name = Path(str(file)).name  # gradio keeps the visitor's file name as the last part
+        token, notes = session.load_file(model(), str(file), name, keyword)
     except ValueError as err:
         return (*concept_views(session), failed(err))
-    extra = "; ".join(notes + ([note] if note else []))
-    return (*concept_views(session, token), ok(f"loaded `{token}` from {path.name}" + (f" ({extra})" if extra else "")))
+    except Exception as err:
+        return (*concept_views(session), unexpected(err, "loading the file"))
+    extra = "; ".join(notes)
+    return (*concept_views(session, token), ok(f"loaded `{token}` from {name}" + (f" ({extra})" if extra else "")))
 
 
 # -- handlers: Hub --------------------------------------------------------------------------------
+
+
+def require_hub(api: HfApi, action: str) -> None:
+    """Fail at once, saying so, while the Hub can't be reached (instead of waiting for retries)."""
+    if reason := hub_unreachable(api.endpoint):
+        raise HubError(f"{action} needs the Hugging Face Hub, which this server can't reach right now ({reason})")
+
+
+def hub_notice():
+    """The Hub tab's first line while the Hub can't be reached from this server."""
+    reason = hub_unreachable(hub_api(False).endpoint)
+    if reason is None:
+        return gr.update(visible=False)
+    text = (f"⚠ **The Hugging Face Hub can't be reached from this server right now** ({html.escape(reason, quote=False)}). "
+            "Searching and pushing won't work until it is back; concepts this server downloaded before can "
+            "still be loaded by name.")
+    return gr.update(value=text, visible=True)
 
 
 def own_namespace(api: HfApi) -> str:
@@ -501,8 +603,10 @@ def push(run_dir, name, namespace, private, license, token_text, session: ts.Ses
         if not runs:
             raise ValueError("train a concept first (Train tab): pushing shares a concept trained in this tab")
         run = runs.get(str(run_dir)) or session.finished_runs[-1]
+        name, namespace = forms.REPO_NAME.parse(name), forms.NAMESPACE.parse(namespace)
         api = hub_api(visitor_token(oauth_token, token_text))
-        namespace = (namespace or "").strip() or own_namespace(api)
+        require_hub(api, "pushing")
+        namespace = namespace or own_namespace(api)
         repo_id = publish.repo_id_for(namespace, name or concept_name(run.keyword))
         url = publish.push_concept(run.output_dir, repo_id, api, private=bool(private), license=license)
     except ValueError as err:
@@ -514,13 +618,15 @@ def push(run_dir, name, namespace, private, license, token_text, session: ts.Ses
 
 def search(query, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
     try:
+        query = forms.SEARCH.parse(query)
         api = hub_api(visitor_token(oauth_token, token_text))
-        results = search_concepts((query or "").strip(), api=api, author=concepts_library(), limit=24)
+        results = search_concepts(query, api=api, author=concepts_library(), limit=24)
     except ValueError as err:
         return gr.update(choices=[], value=None), [], failed(err)
     session.search_results = {r.repo_id: r for r in results}
     if not results:
-        return gr.update(choices=[], value=None), [], f"No concepts found for “{query}” in {concepts_library()}."
+        shown = html.escape(query, quote=False)
+        return gr.update(choices=[], value=None), [], f"No concepts found for “{shown}” in {concepts_library()}."
     choices = [(f"{r.keyword} — {r.repo_id}" + (f" ({r.concept_type})" if r.concept_type else ""), r.repo_id) for r in results]
     first = results[0]
     return gr.update(choices=choices, value=first.repo_id), ts.fetch_previews(first, api), describe_result(first, len(results))
@@ -537,25 +643,33 @@ def show_result(repo_id, token_text, session: ts.Session, oauth_token: gr.OAuthT
     result = session.search_results.get(repo_id)
     if result is None:
         return [], gr.update()
-    return ts.fetch_previews(result, hub_api(visitor_token(oauth_token, token_text))), describe_result(result)
+    try:
+        api = hub_api(visitor_token(oauth_token, token_text))
+    except ValueError as err:
+        return [], failed(err)
+    return ts.fetch_previews(result, api), describe_result(result)
 
 
 def load_from_hub(source, keyword, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
+    """Load a concept from the Hub into the session: the concept table, picker and status text."""
     try:
-        if not source or not source.strip():
-            raise ValueError("type a concept keyword (cat-toy), a repo id (user/name) or a Hub link first")
+        source, keyword = forms.HUB_SOURCE.parse(source), forms.optional_keyword(keyword)
         api = hub_api(visitor_token(oauth_token, token_text))
-        concept, notes = sources.load_concept(
-            source, model(), keyword=keyword, api=api, allow_local=False, library=concepts_library()
-        )
-        token, note = session.add_concept(concept)
+        concept, notes = session.load_from_hub(model(), source, keyword, api, concepts_library())
     except ValueError as err:
         return (*concept_views(session), failed(err))
     except Exception as err:
         return (*concept_views(session), unexpected(err, "loading the concept"))
-    extra = "; ".join(notes + ([note] if note else []))
-    message = f"loaded `{token}` ({concept.concept_type}) from {source.strip()}; it is listed in the Generate tab"
-    return (*concept_views(session, token), ok(message + (f" ({extra})" if extra else "")))
+    extra = "; ".join(notes)
+    message = f"loaded `{concept.token}` ({concept.concept_type}) from {source}; it is listed in the Generate tab"
+    return (*concept_views(session, concept.token), ok(message + (f" ({extra})" if extra else "")))
+
+
+def load_selected(repo_id, keyword, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
+    """"Load selected concept": the search result picked above, with its own message and status."""
+    if not repo_id:
+        return (*concept_views(session), failed(ValueError("search first, then pick a concept in the results")))
+    return load_from_hub(repo_id, keyword, token_text, session, oauth_token)
 
 
 def account_status(token_text: str | None = None, profile: gr.OAuthProfile | None = None) -> str:
@@ -605,10 +719,9 @@ def load_example(example: dict, session: ts.Session):
     """Put an example set's images in the Train tab and fill in its name, keyword and word."""
     session.clear_images()
     files = sorted(p for p in example["folder"].iterdir() if p.suffix == ".png")
-    notes = session.add_images([(str(p), p.name) for p in files], model().resolution)
+    not_added = session.add_images([(str(p), p.name) for p in files], model().resolution)
     name = example["folder"].name.replace("-", " ")
-    return (thumbnails(session), image_report(session, notes), None, name, example["token"], example["init_word"],
-            example["concept"])
+    return (*image_views(session, not_added), name, example["token"], example["init_word"], example["concept"])
 
 
 # -- the page -------------------------------------------------------------------------------------
@@ -621,12 +734,15 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
         base, fallback = model_spec, None
     else:
         base, fallback = load_model(model_spec)
+    native = base.resolution
     APP.update(
         model=base,
+        resolutions=resolution_choices(native),
         hub_endpoint=hub_endpoint,  # None: $TEXTINV_HUB_ENDPOINT (read at each request), else the Hub
         library_author=library_author,  # None: $TEXTINV_LIBRARY_AUTHOR (read at each request), else the library
     )
-    native = base.resolution
+    # Ask the Hub now, so the Hub tab can say at once whether it is there.
+    threading.Thread(target=hub_unreachable, args=(hub_api(False).endpoint,), name="hub-probe", daemon=True).start()
     device = estimate.device_name(base.placement.device.type)
 
     with gr.Blocks(title="textinv · Textual Inversion studio", delete_cache=CACHE_CLEANUP) as demo:
@@ -637,7 +753,8 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
             "download it for AUTOMATIC1111 / ComfyUI / diffusers, or share it on the Hugging Face Hub."
         )
         if base.is_demo:
-            gr.Markdown(demo_banner(base, fallback), elem_classes="demo-banner", elem_id="demo-banner")
+            gr.Markdown(demo_banner(base, fallback), elem_classes="demo-banner", elem_id="demo-banner",
+                        container=False)
         gr.Markdown(f"Model: `{base.spec}` · {base.family.name} · {base.resolution} px · running on {device}",
                     elem_classes="model-line")
 
@@ -646,25 +763,24 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
             with gr.Tab("Train", id="train"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=5):
-                        gr.Markdown("### 1 · Your images")
+                        gr.Markdown(f"### 1 · Your images\nDrop 3–5 images below (up to {MAX_IMAGES}, "
+                                    f"{ts.MAX_UPLOAD_BYTES // 2**20} MB each).")
                         example_buttons = []
                         if examples := example_sets(base):
                             with gr.Row(elem_id="example-sets"):
                                 gr.Markdown("**Try an example:**")
                                 example_buttons = [(gr.Button(ex["token"], size="sm"), ex) for ex in examples]
-                        upload = gr.File(
-                            label=f"Drop 3–5 images here (up to {MAX_IMAGES})", file_count="multiple", elem_id="train-images",
-                            height=120,
-                        )
+                        upload = gr.File(label="Images", file_count="multiple", elem_id="train-images", height=140)
                         thumbs = gr.Gallery(
                             label="Training images", columns=5, height=220, object_fit="cover", elem_id="thumbnails",
-                            allow_preview=False, show_label=False,
+                            allow_preview=False, show_label=False, buttons=[],
                         )
-                        image_notes = gr.Markdown(
-                            "Drop **3 to 5 images** of your concept above: different backgrounds, angles and lighting.",
-                            elem_id="image-notes",
-                        )
-                        clear_btn = gr.Button("Remove all images", size="sm", variant="secondary")
+                        image_notes = gr.Markdown(ts.Session().image_notes(), elem_id="image-notes")
+                        with gr.Row(equal_height=False, elem_id="image-actions"):
+                            image_pick = as_sent(gr.Dropdown([], label="Image", info="Click a thumbnail to pick it",
+                                                             elem_id="image-pick", scale=3))
+                            remove_btn = gr.Button("Remove this image", size="sm", variant="secondary", scale=1)
+                            clear_btn = gr.Button("Remove all images", size="sm", variant="secondary", scale=1)
                         gr.Markdown(
                             "**What works best**\n"
                             "- the concept itself, large in the frame, in every image\n"
@@ -676,50 +792,48 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                         )
                     with gr.Column(scale=4):
                         gr.Markdown("### 2 · Your concept")
-                        name = gr.Textbox(label="Concept name", placeholder="e.g. red robot", elem_id="concept-name")
+                        name = textbox(forms.NAME, placeholder="e.g. red robot", elem_id="concept-name")
                         with gr.Row():
                             keyword = gr.Textbox(
                                 label="Keyword", placeholder="<red-rocket>", elem_id="keyword",
-                                info="The new word you will type in prompts",
+                                max_length=MAX_KEYWORD_CHARS,
+                                info=f"The new word you will type in prompts (one word, up to {MAX_KEYWORD_CHARS} characters)",
                             )
-                            init_word = gr.Textbox(
-                                label="Starts from the word", placeholder="e.g. robot", elem_id="init-word",
-                                info="A word close to your concept",
-                            )
-                        concept_type = gr.Radio(
-                            ["object", "style"], value="object", label="What is it?",
+                            init_word = textbox(forms.INIT_WORD, placeholder="e.g. robot", elem_id="init-word",
+                                                info="A word close to your concept")
+                        concept_type = as_sent(gr.Radio(
+                            list(forms.CONCEPT_TYPE.options), value="object", label=forms.CONCEPT_TYPE.label,
                             info="object: a thing or a character · style: the look of images",
-                        )
+                        ))
                         gr.Dropdown([base.spec], value=base.spec, label="Base model", interactive=False,
                                     info="Set by whoever runs this app ($TEXTINV_MODEL)")
                         with gr.Row():
-                            steps = gr.Slider(1, 5000, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="steps",
-                                              info="~1000 for an object, ~2000 for a style", scale=2)
-                            lr = gr.Number(value=DEFAULT_LR, label="Learning rate", step=0.0005, minimum=0.00001,
-                                           maximum=0.5, info="the method's default", scale=1)
+                            steps = number_box(forms.STEPS, elem_id="steps", scale=2,
+                                               info="~1000 for an object, ~2000 for a style (1 to 5000)")
+                            lr = number_box(forms.LEARNING_RATE, step=0.0005, elem_id="learning-rate", scale=1,
+                                            info="the method's default; 0.00001 to 0.5")
                         with gr.Accordion("Advanced", open=False):
                             with gr.Row():
-                                vectors = gr.Slider(1, 16, value=1, step=1, label="Vectors per keyword",
-                                                    info="More can hold more detail but overfits sooner")
-                                batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size")
+                                vectors = slider(forms.VECTORS, 1, info="More can hold more detail but overfits sooner")
+                                batch_size = slider(forms.BATCH_SIZE, 1)
                             with gr.Row():
-                                resolution = gr.Dropdown(resolution_choices(native), value=native,
-                                                         label="Training resolution (px)")
-                                seed = gr.Number(value=0, precision=0, label="Seed")
+                                resolution = number_choices(gr.Dropdown(APP["resolutions"], value=native,
+                                                                        label=forms.resolution_field([]).label))
+                                seed = number_box(forms.TRAIN_SEED, elem_id="train-seed")
                             with gr.Row():
-                                schedule = gr.Radio(["constant", "cosine"], value="constant",
-                                                    label="Learning-rate schedule")
-                                flip = gr.Checkbox(value=True, label="Mirror images at random",
+                                schedule = as_sent(gr.Radio(list(forms.SCHEDULE.options), value="constant",
+                                                            label=forms.SCHEDULE.label))
+                                flip = gr.Checkbox(value=True, label=forms.FLIP.label,
                                                    info="Turn off for text, logos or anything one-sided")
                             with gr.Row():
-                                preview_prompt = gr.Textbox(label="Preview prompt",
-                                                            placeholder="default: a photo of <keyword>")
-                                preview_every = gr.Number(value=100, precision=0, minimum=0, elem_id="preview-every",
-                                                          label="Preview every N steps (0: never)")
+                                preview_prompt = textbox(forms.PREVIEW_PROMPT, placeholder="default: a photo of <keyword>",
+                                                         elem_id="preview-prompt")
+                                preview_every = number_box(forms.PREVIEW_EVERY, elem_id="preview-every",
+                                                           label="Preview every N steps (0: never)")
                         estimate_md = gr.Markdown(elem_classes="estimate-box", elem_id="estimate")
                         with gr.Row():
                             train_btn = gr.Button("Train", variant="primary", size="lg")
-                            stop_btn = gr.Button("Stop", variant="stop", size="lg", interactive=False)
+                            stop_btn = gr.Button("Stop", variant="stop", size="lg", interactive=False, elem_id="stop-btn")
                 gr.Markdown("### 3 · Training")
                 train_status = gr.Markdown("Not started yet.", elem_classes="status-box", elem_id="train-status")
                 with gr.Row(equal_height=False):
@@ -728,13 +842,16 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                         x_title="step", y_title="loss", scale=3,
                         color_map={"loss": "#c5cae9", "average": "#3949ab"},
                     )
-                    previews = gr.Gallery(label="Previews", columns=3, height=300, scale=2, object_fit="contain", elem_id="previews")
+                    previews = gr.Gallery(label="Previews (newest first)", columns=3, height=300, scale=2,
+                                          object_fit="contain", elem_id="previews")
                 with gr.Column(visible=False) as result_box:
                     result_md = gr.Markdown()
                     with gr.Row():
-                        dl_diffusers = gr.DownloadButton("⬇ diffusers (.safetensors)", variant="secondary")
-                        dl_a1111 = gr.DownloadButton("⬇ AUTOMATIC1111 / ComfyUI", variant="secondary")
-                        dl_all = gr.DownloadButton("⬇ everything (.zip)", variant="secondary")
+                        dl_diffusers = gr.DownloadButton("⬇ diffusers (.safetensors)", variant="secondary",
+                                                         elem_id="download-diffusers")
+                        dl_a1111 = gr.DownloadButton("⬇ AUTOMATIC1111 / ComfyUI", variant="secondary",
+                                                     elem_id="download-a1111")
+                        dl_all = gr.DownloadButton("⬇ everything (.zip)", variant="secondary", elem_id="download-all")
                     with gr.Row():
                         to_generate = gr.Button("Use it in Generate →", variant="primary")
                         to_hub = gr.Button("Share it on the Hub →")
@@ -743,19 +860,20 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
             with gr.Tab("Generate", id="generate"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
-                        prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt",
-                                            placeholder="a photo of <your-keyword> on a beach")
-                        negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="negative",
-                                              placeholder="what to avoid; negative embeddings' keywords go here")
+                        prompt = textbox(forms.PROMPT, lines=2, elem_id="prompt",
+                                         placeholder="a photo of <your-keyword> on a beach")
+                        negative = textbox(forms.NEGATIVE, lines=1, elem_id="negative",
+                                           placeholder="what to avoid; negative embeddings' keywords go here")
                         with gr.Row():
-                            gen_steps = gr.Slider(1, 100, value=30, step=1, label="Steps")
-                            guidance = gr.Slider(1, 20, value=7.5, step=0.5, label="Guidance")
+                            gen_steps = slider(forms.GEN_STEPS, 30)
+                            guidance = slider(forms.GUIDANCE, 7.5, step=0.5)
                         with gr.Row():
-                            width = gr.Slider(64, 1536, value=native, step=8, label="Width")
-                            height = gr.Slider(64, 1536, value=native, step=8, label="Height")
+                            width = slider(forms.WIDTH, native, step=8)
+                            height = slider(forms.HEIGHT, native, step=8)
                         with gr.Row():
-                            gen_seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-                            num_images = gr.Slider(1, 4, value=1, step=1, label="Images")
+                            gen_seed = number_box(forms.GEN_SEED, label="Seed (-1 or empty: random)", elem_id="gen-seed",
+                                                  info=f"0 to {forms.MAX_SEED} repeats an image")
+                            num_images = slider(forms.NUM_IMAGES, 1)
                         gen_btn = gr.Button("Generate", variant="primary", size="lg")
                         gen_status = gr.Markdown(elem_classes="status-box", elem_id="generate-status")
                     with gr.Column(scale=4):
@@ -770,17 +888,20 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                             insert_pos = gr.Button("Insert in prompt", size="sm", scale=1)
                             insert_neg = gr.Button("Insert in negative", size="sm", scale=1)
                     with gr.Column(scale=2):
-                        gr.Markdown(f"### Load an embedding file\n.pt, .bin or .safetensors from A1111, ComfyUI or "
-                                    f"diffusers, up to {readers.MAX_BYTES // 2**20} MB.")
+                        gr.Markdown("### Load an embedding file\n.pt, .bin or .safetensors from A1111, ComfyUI or "
+                                    "diffusers, or an A1111 embedding image (PNG or WebP), up to "
+                                    f"{ts.MAX_UPLOAD_BYTES // 2**20} MB. It loads as soon as you choose it."
+                                    + demo_files_note(base), elem_id="embedding-help")
+                        emb_keyword = gr.Textbox(label=forms.OPTIONAL_KEYWORD, placeholder="keep the file's",
+                                                 max_length=MAX_KEYWORD_CHARS, elem_id="embedding-keyword",
+                                                 info="Press Enter to load the chosen file again under this keyword")
                         emb_file = gr.File(label="Embedding file", elem_id="embedding-file", height=140,
-                                           file_types=[".pt", ".bin", ".safetensors", ".png", ".webp"])
-                        with gr.Row():
-                            emb_keyword = gr.Textbox(label="Keyword (optional)", placeholder="keep the file's", scale=2)
-                            emb_btn = gr.Button("Load file", scale=1)
-                        emb_status = gr.Markdown()
+                                           file_types=EMBEDDING_TYPES)
+                        emb_status = gr.Markdown(elem_classes="status-box", elem_id="embedding-status")
 
             # ---------------------------------------------------------------- Hub
             with gr.Tab("Hub", id="hub"):
+                hub_offline = gr.Markdown(visible=False, elem_id="hub-offline", elem_classes="notice")
                 with gr.Row(equal_height=False):
                     with gr.Column():
                         gr.Markdown("### Your account")
@@ -788,55 +909,61 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                         if OAUTH:
                             gr.LoginButton()
                         token_box = gr.Textbox(
-                            label="Hugging Face token", type="password", placeholder="hf_…", elem_id="token",
+                            label=forms.TOKEN.label, type="password", placeholder="hf_…", elem_id="token",
+                            max_length=forms.TOKEN.max_chars,
                             info="Used for this tab's requests only; never stored or shown", visible=not OAUTH,
                         )
                         gr.Markdown("### Share a concept you trained")
                         push_run = gr.Dropdown([], label="Concept", info="Concepts trained in this tab", allow_custom_value=True)
                         with gr.Row():
-                            repo_name = gr.Textbox(label="Repo name", placeholder="red-rocket")
-                            namespace = gr.Textbox(label="Namespace", placeholder="your user name", elem_id="namespace",
-                                                   info="Empty: your account; or an organization of yours")
+                            repo_name = textbox(forms.REPO_NAME, placeholder="red-rocket")
+                            namespace = textbox(forms.NAMESPACE, placeholder="your user name", elem_id="namespace",
+                                                info="Empty: your account; or an organization of yours")
                         with gr.Row():
                             license_ = gr.Dropdown(list(publish.LICENSES), value=publish.LICENSES[0], label="License")
                             private = gr.Checkbox(label="Private repo", value=False)
                         push_btn = gr.Button("Push to the Hub", variant="primary")
                         push_status = gr.Markdown(elem_classes="status-box", elem_id="push-status")
                     with gr.Column():
-                        gr.Markdown(f"### Find community concepts\nSearch the `{concepts_library()}` library.")
+                        gr.Markdown(f"### Find community concepts\nSearch the `{concepts_library()}` library."
+                                    + demo_files_note(base))
                         with gr.Row():
-                            query = gr.Textbox(label="Search", placeholder="cat, watercolor, robot…", scale=3,
-                                               elem_id="search")
+                            query = textbox(forms.SEARCH, placeholder="cat, watercolor, robot…", scale=3,
+                                            elem_id="search")
                             search_btn = gr.Button("Search", scale=1)
                         results = gr.Dropdown([], label="Results", allow_custom_value=True)
                         search_md = gr.Markdown(elem_id="search-status")
                         result_previews = gr.Gallery(label="Preview images", columns=4, height=180,
                                                      object_fit="cover")
-                        load_selected = gr.Button("Load selected concept", variant="primary")
+                        load_selected_btn = gr.Button("Load selected concept", variant="primary")
+                        selected_status = gr.Markdown(elem_classes="status-box", elem_id="selected-status")
                         gr.Markdown("Or load any concept by keyword (`cat-toy`), repo (`user/name`) or Hub link:")
                         with gr.Row():
-                            hub_source = gr.Textbox(label="Concept", placeholder="cat-toy", scale=3)
-                            hub_keyword = gr.Textbox(label="Keyword (optional)", placeholder="keep its own", scale=2)
+                            hub_source = textbox(forms.HUB_SOURCE, placeholder="cat-toy", scale=3, elem_id="hub-source")
+                            hub_keyword = gr.Textbox(label=forms.OPTIONAL_KEYWORD, placeholder="keep its own", scale=2,
+                                                     max_length=MAX_KEYWORD_CHARS)
                             hub_load_btn = gr.Button("Load", scale=1)
                         hub_status = gr.Markdown(elem_classes="status-box", elem_id="hub-status")
 
         # ---------------------------------------------------------------- wiring
         gpu_queue = dict(concurrency_limit=GPU_CONCURRENCY, concurrency_id="gpu")
-        upload.upload(add_images, [upload, session], [thumbs, image_notes, upload], api_name="add_images")
-        clear_btn.click(clear_images, [session], [thumbs, image_notes, upload], api_name="clear_images")
+        image_outputs = [thumbs, image_notes, upload, image_pick]
+        upload.upload(add_images, [upload, session], image_outputs, api_name="add_images")
+        clear_btn.click(clear_images, [session], image_outputs, api_name="clear_images")
+        remove_btn.click(remove_image, [image_pick, session], image_outputs, api_name="remove_image")
+        thumbs.select(pick_image, [session], [image_pick], api_visibility="private")
         for button, example in example_buttons:
             button.click(lambda s, ex=example: load_example(ex, s), [session],
-                         [thumbs, image_notes, upload, name, keyword, init_word, concept_type],
+                         [*image_outputs, name, keyword, init_word, concept_type],
                          api_name=f"example_{concept_name(example['token']).replace('-', '_')}")
         name.change(suggest_keyword, [name, keyword, session], [keyword], api_visibility="private")
         # One at a time and in order, so a slow first measurement can't overwrite a newer estimate.
         in_order = dict(concurrency_limit=1, concurrency_id="estimate", trigger_mode="always_last")
-        demo.load(show_estimate, [steps, batch_size, resolution, preview_every], [estimate_md], api_name="estimate",
-                  **in_order)
-        for widget in (steps, batch_size, resolution, preview_every):
-            widget.change(show_estimate, [steps, batch_size, resolution, preview_every], [estimate_md],
-                          api_visibility="private", **in_order)
-        concept_type.change(lambda kw, t: gr.update(placeholder=default_preview_prompt(kw or "<keyword>", t)),
+        estimate_inputs = [steps, batch_size, resolution, preview_every]
+        demo.load(show_estimate, estimate_inputs, [estimate_md], api_name="estimate", **in_order)
+        for widget in estimate_inputs:
+            widget.change(show_estimate, estimate_inputs, [estimate_md], api_visibility="private", **in_order)
+        concept_type.change(lambda kw, t: gr.update(placeholder=ts.default_preview_prompt(kw or "<keyword>", t)),
                             [keyword, concept_type], [preview_prompt], api_visibility="private")
 
         train_outputs = [train_status, loss_plot, previews, result_box, dl_diffusers, dl_a1111, dl_all, train_btn,
@@ -846,19 +973,20 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
             [name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution, seed, flip,
              schedule, preview_prompt, preview_every, session],
             train_outputs, api_name="train", show_progress="hidden", **gpu_queue,
-        )
+        ).then(show_estimate, estimate_inputs, [estimate_md], api_visibility="private", **in_order)  # now learned
         stop_btn.click(stop, [session], [train_status], api_name="stop", concurrency_limit=None)
         to_generate.click(use_in_generate, [session], [tabs, prompt, concept_pick], api_visibility="private")
         to_hub.click(go_push, [session], [tabs, push_run, repo_name], api_visibility="private")
 
-        gen_btn.click(run_generate, [prompt, negative, gen_steps, guidance, width, height, gen_seed, num_images, session],
-                      [gallery, gen_status], api_name="generate", **gpu_queue)
-        prompt.submit(run_generate, [prompt, negative, gen_steps, guidance, width, height, gen_seed, num_images, session],
-                      [gallery, gen_status], api_visibility="private", **gpu_queue)
+        generate_inputs = [prompt, negative, gen_steps, guidance, width, height, gen_seed, num_images, session]
+        gen_btn.click(run_generate, generate_inputs, [gallery, gen_status], api_name="generate", **gpu_queue)
+        prompt.submit(run_generate, generate_inputs, [gallery, gen_status], api_visibility="private", **gpu_queue)
         insert_pos.click(insert_keyword, [prompt, concept_pick], [prompt], api_visibility="private")
         insert_neg.click(insert_keyword, [negative, concept_pick], [negative], api_visibility="private")
-        emb_btn.click(load_embedding, [emb_file, emb_keyword, session], [concept_table, concept_pick, emb_status],
-                      api_name="load_embedding")
+        embedding_outputs = [concept_table, concept_pick, emb_status]
+        emb_file.upload(load_embedding, [emb_file, emb_keyword, session], embedding_outputs, api_name="load_embedding")
+        emb_keyword.submit(load_embedding, [emb_file, emb_keyword, session], embedding_outputs,
+                           api_visibility="private")
         demo.load(concept_views, [session], [concept_table, concept_pick], api_name="concepts")
 
         push_btn.click(push, [push_run, repo_name, namespace, private, license_, token_box, session], [push_status],
@@ -867,10 +995,11 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
         query.submit(search, [query, token_box, session], [results, result_previews, search_md],
                      api_visibility="private")
         results.input(show_result, [results, token_box, session], [result_previews, search_md], api_visibility="private")
-        load_selected.click(load_from_hub, [results, hub_keyword, token_box, session],
-                            [concept_table, concept_pick, hub_status], api_visibility="private")
+        load_selected_btn.click(load_selected, [results, hub_keyword, token_box, session],
+                                [concept_table, concept_pick, selected_status], api_name="load_selected")
         hub_load_btn.click(load_from_hub, [hub_source, hub_keyword, token_box, session],
                            [concept_table, concept_pick, hub_status], api_name="load_concept")
+        demo.load(hub_notice, None, [hub_offline], api_name="hub_notice")
         if OAUTH:
             demo.load(account_status, None, [account_md], api_visibility="private")
     return demo
@@ -881,7 +1010,7 @@ def launch_options() -> dict:
     return dict(
         theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="slate"),
         css=CSS,
-        max_file_size=MAX_FILE_SIZE,
+        max_file_size=UPLOAD_HARD_LIMIT,
         allowed_paths=[str(ts.session_root())],
     )
 

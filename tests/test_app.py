@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from gradio_client import Client, handle_file
 from PIL import Image, ImageFilter
+from safetensors.torch import save_file
 
 from conftest import EXAMPLES
 from hub_server import ALICE_WRITE, ORG
@@ -55,7 +57,14 @@ def train_args(keyword: str, steps: int = 4, preview_every: int = 2, init: str =
 
 
 def add_images(c: Client, paths) -> tuple:
-    return c.predict([handle_file(str(p)) for p in paths], api_name="/add_images")
+    """(thumbnails, image notes) after adding `paths`."""
+    thumbs, notes, _, _ = c.predict([handle_file(str(p)) for p in paths], api_name="/add_images")
+    return thumbs, notes
+
+
+def no_server_path(text: str) -> bool:
+    """No temp folder, upload folder or class name of the server in a message for the page."""
+    return all(part not in text for part in (os.environ["GRADIO_TEMP_DIR"], "/tmp/", "Error", "Traceback"))
 
 
 def keywords(c: Client) -> list[str]:
@@ -65,7 +74,7 @@ def keywords(c: Client) -> list[str]:
 
 def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub):  # noqa: F811
     alice = client(url)
-    _, notes, _ = add_images(alice, ROBOT[:3])
+    _, notes = add_images(alice, ROBOT[:3])
     assert "3 images ready" in notes
 
     job = alice.submit(*train_args("<red-rocket>", steps=4, preview_every=3), api_name="/train")
@@ -74,10 +83,12 @@ def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub): 
     assert "Finished" in status and "4 / 4" in status
     assert [row[1:] for row in plot["data"] if row[0] == 4][0][1] == "loss"  # the loss curve, to the last step
     assert {row[2] for row in plot["data"]} == {"loss", "average"}
-    assert previews and all(Path(p["image"]).exists() for p in previews)  # the preview at step 3
+    assert [p["caption"] for p in previews] == ["step 4", "step 3"]  # newest first; the last step gets one too
+    assert all(Path(p["image"]).exists() for p in previews)
     assert any("Training" in out[0] for out in job.outputs())  # it streamed while training
+    # named after the concept, so two concepts' downloads never collide in a Downloads folder
     assert Path(diffusers).name == "red-rocket-diffusers.safetensors" and Path(a1111).name == "red-rocket.pt"
-    assert Path(everything).suffix == ".zip"
+    assert Path(everything).name == "red-rocket-all.zip"
     assert "<red-rocket>" in result and table["data"][0][0] == "<red-rocket>"
 
     images, gen_status = alice.predict("a photo of <red-rocket>", "", 4, 7.5, 64, 64, 1, 1, api_name="/generate")
@@ -123,7 +134,9 @@ def test_two_visitors_at_once_see_only_their_own_concepts(url):
     for thread in threads:
         thread.join(60)
     assert "<robot-one>" in results["one"][1]
-    assert "<mug-two>" in results["two"][1] and "<robot-one>" not in results["two"][1]  # not theirs: plain text
+    used, _, missing = results["two"][1].partition("Not found")
+    assert "<mug-two>" in used and "<robot-one>" not in used  # not theirs: plain text, and said so
+    assert "`<robot-one>`" in missing
 
 
 def test_errors_are_explained_in_the_page(url, tmp_path):
@@ -135,27 +148,29 @@ def test_errors_are_explained_in_the_page(url, tmp_path):
     small = tmp_path / "small.png"  # small for SD (a warning at 512 px), but not for this 64 px model
     Image.open(ROBOT[1]).convert("RGB").resize((128, 128)).save(small)
     assert "small.png: only 128x128" in ts.check_image(small, resolution=512).warnings[0][1]
-    thumbs, notes, _ = add_images(c, [not_image, blurry, small])
-    assert "notes.txt: not an image" in notes
+    thumbs, notes = add_images(c, [not_image, blurry, small])
+    assert "notes.txt: not an image" in notes and "Error" not in notes  # no class name
+    assert notes.startswith("**2 images ready** · 1 refused")
     assert "blurry.png" in notes and "blurry or upscaled" in notes
-    assert "small.png" not in notes
     assert len(thumbs) == 3 and "refused" in thumbs[0]["caption"]
     c.predict(api_name="/clear_images")
 
     status = c.predict(*train_args("<x-thing>"), api_name="/train")[0]
-    assert status.startswith("✖") and "add 3 to 5 images" in status
+    assert status.startswith("✖") and "add 3 to 5 images" in status and "Error" not in status
     add_images(c, ROBOT[:1])
     status = c.predict(*train_args("robot"), api_name="/train")[0]
     assert "already means something" in status
 
     _, gen_status = c.predict("   ", "", 4, 7.5, 64, 64, 0, 1, api_name="/generate")
-    assert gen_status.startswith("✖") and "prompt is empty" in gen_status
+    assert gen_status.startswith("✖ Prompt: empty; describe the image you want")
 
     assert "train a concept first" in c.predict("", "x", "", False, "mit", "", api_name="/push")
     assert "no such model repo" in c.predict("nobody/nothing", "", "", api_name="/load_concept")[2]
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a pickle at all")
-    assert c.predict(handle_file(str(bad)), "", api_name="/load_embedding")[2].startswith("✖")
+    status = c.predict(handle_file(str(bad)), "", api_name="/load_embedding")[2]
+    assert status.startswith("✖") and "bad.pt" in status and no_server_path(status)
+    assert "search first" in c.predict(None, "", "", api_name="/load_selected")[2]  # its own message
 
 
 def test_push_without_a_token_says_how_to_log_in(url):
@@ -186,6 +201,123 @@ def test_uploaded_embedding_and_negative_keyword(url, tmp_path, tiny_sd, robot_i
     assert "✔" in status and picker["value"] == "<ugly>"
     _, gen_status = c.predict("a photo of a cat", "<ugly>", 3, 7.5, 64, 64, 0, 1, api_name="/generate")
     assert "<ugly>" in gen_status
+
+
+def test_every_field_is_checked_and_named_through_the_api(url):
+    """What the page can send, and what only the API can: empty, out of range, wrong types, huge."""
+    c = client(url)
+    add_images(c, ROBOT[:3])
+
+    def train_status(**changes) -> str:
+        names = ["name", "keyword", "type", "init", "steps", "lr", "vectors", "batch", "resolution", "seed", "flip",
+                 "schedule", "preview_prompt", "preview_every"]
+        args = dict(zip(names, train_args("<checked>", steps=2, preview_every=0))) | changes
+        return c.predict(*args.values(), api_name="/train")[0]
+
+    for changes, expected in [
+        (dict(lr=None), "✖ Learning rate: empty; use a number from 0.00001 to 0.5 (default 0.005)"),
+        (dict(lr="fast"), "✖ Learning rate: “fast” is not a number"),
+        (dict(steps=0), "✖ Steps: 0 is too small; use a whole number from 1 to 5000"),
+        (dict(steps=-5), "✖ Steps: -5 is too small"),
+        (dict(steps=None), "✖ Steps: empty"),
+        (dict(steps=1e9), "✖ Steps: 1000000000 is too large"),
+        (dict(steps="many"), "✖ Steps: “many” is not a number"),
+        (dict(seed=2**63), "✖ Seed: 9223372036854775808 is too large; use a whole number from 0 to 4294967295"),
+        (dict(vectors=99), "✖ Vectors per keyword: 99 is too large; use a whole number from 1 to 16"),
+        (dict(batch=[1]), "✖ Batch size: “[1]” is not a number"),
+        (dict(resolution=4096), "✖ Training resolution (px): “4096” is not one of the choices"),
+        (dict(schedule="linear"), "✖ Learning-rate schedule: “linear” is not one of the choices"),
+        (dict(type="person"), "✖ What is it?: “person” is not one of the choices"),
+        (dict(keyword="<>"), "✖ Keyword: “&lt;&gt;” is not a usable keyword"),
+        (dict(keyword="<" + "a" * 78 + ">"), "✖ Keyword: 80 characters is too long"),
+        (dict(preview_prompt="x" * 1_000_000), "✖ Preview prompt: 1,000,000 characters is too long; the limit is 2,000"),
+        (dict(init="x" * 1_000_000), "✖ Starts from the word: 1,000,000 characters is too long"),
+        (dict(preview_prompt="a photo of <other>", preview_every=1), "✖ Preview prompt: `<other>` is not this concept's keyword"),
+    ]:
+        assert train_status(**changes).startswith(expected), changes
+    assert "Finished" in train_status(resolution="64", steps="2", seed="7")  # numbers as strings are fine
+
+    def generate_status(*args) -> str:
+        return c.predict(*args, api_name="/generate")[1]
+
+    assert generate_status("a cat", "", 3, 7.5, 64, 64, 2**63, 1).startswith("✖ Seed: 9223372036854775808 is too large")
+    assert generate_status("a cat", "", 3, 7.5, 70, 64, 0, 1).startswith("✖ Width: 70 is not a multiple of 8")
+    assert generate_status("a cat", "", 0, 7.5, 64, 64, 0, 1).startswith("✖ Steps: 0 is too small; use a whole number from 1 to 100")
+    assert generate_status("a cat", "", 3, "strong", 64, 64, 0, 1).startswith("✖ Guidance: “strong” is not a number")
+    assert generate_status("x" * 1_000_000, "", 3, 7.5, 64, 64, 0, 1).startswith("✖ Prompt: 1,000,000 characters is too long")
+    assert "seed 5" in generate_status("a cat", None, "3", 7.5, "64", 64, "5", 1)
+    assert "seed" in generate_status("a cat", "", 3, 7.5, 64, 64, None, 1)  # empty seed: random
+    assert c.predict("x" * 1_000_000, "", "", api_name="/load_concept")[2].startswith("✖ Concept: 1,000,000 characters")
+
+
+def test_refusals_name_the_file_as_uploaded_and_the_demo_model_says_what_would_work(url, tmp_path):
+    c = client(url)
+    empty = tmp_path / "EasyNegative.pt"
+    empty.write_bytes(b"")
+    status = c.predict(handle_file(str(empty)), "", api_name="/load_embedding")[2]
+    assert status.startswith("✖ 'EasyNegative.pt' is empty") and no_server_path(status)
+
+    real = tmp_path / "badhands.safetensors"  # an SD 1.x embedding (768 wide) on a 32-wide demo model
+    save_file({"emb_params": torch.randn(2, 768)}, real)
+    status = c.predict(handle_file(str(real)), "", api_name="/load_embedding")[2]
+    assert "badhands.safetensors is an embedding for SD 1.x models" in status and "built-in demo model" in status
+    assert "TEXTINV_MODEL=stable-diffusion-v1-5/stable-diffusion-v1-5" in status and no_server_path(status)
+
+    # a prompt using keywords no concept in this tab provides says which ones
+    images, status = c.predict("a photo of <not-loaded>", "badhands", 3, 7.5, 64, 64, 0, 1, api_name="/generate")
+    assert len(images) == 1 and "Not found, so read as plain words: `<not-loaded>`, `badhands` (badhands.safetensors could not be loaded)" in status
+
+
+def test_images_one_removed_oversized_and_empty_files_noted_and_a_summary_first(url, tmp_path):
+    c = client(url)
+    huge, empty = tmp_path / "huge.png", tmp_path / "empty.jpg"
+    with open(huge, "wb") as f:
+        f.truncate(ts.MAX_UPLOAD_BYTES + 2**20)  # over the app's limit, under gradio's
+    empty.write_bytes(b"")
+    thumbs, notes = add_images(c, [*ROBOT[:3], huge, empty])
+    assert notes.startswith("**3 images ready** · 2 refused.")
+    assert "huge.png: 51 MB, over the 50 MB limit for one image" in notes and "empty.jpg: empty file (0 bytes)" in notes
+    assert len(thumbs) == 5
+
+    thumbs, notes, _, picker = c.predict("huge.png", api_name="/remove_image")
+    assert len(thumbs) == 4 and "huge.png" not in notes and "huge.png" not in str(picker["choices"])
+    thumbs, notes, _, _ = c.predict(ROBOT[0].name, api_name="/remove_image")
+    assert notes.startswith("**2 images ready** · 1 refused.")
+
+    many = []
+    for i in range(55):
+        path = tmp_path / f"many-{i:02d}.png"
+        Image.open(ROBOT[i % len(ROBOT)]).save(path)
+        many.append(path)
+    c.predict(api_name="/clear_images")
+    thumbs, notes = add_images(c, many)
+    assert notes.startswith("**50 images ready** · 5 not added.")
+    assert len(notes.splitlines()) <= ts.MAX_NOTE_LINES + 1
+
+
+def test_without_the_hub_every_hub_action_says_so_at_once(app_module, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: like a machine with no network
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("TEXTINV_HUB_ENDPOINT", f"http://127.0.0.1:{probe.getsockname()[1]}")
+    c = client(app_module[1])
+    begin = time.monotonic()
+    notice = c.predict(api_name="/hub_notice")
+    assert notice["visible"] and "can't be reached from this server right now** (can't connect" in notice["value"]
+    assert "can't reach right now" in c.predict("cat", "", api_name="/search")[2]
+    assert "not in the local cache" in c.predict("someone/never-downloaded", "", "", api_name="/load_concept")[2]
+    assert time.monotonic() - begin < 10
+
+
+def test_the_estimate_learns_from_runs_here(url):
+    c = client(url)
+    add_images(c, ROBOT[:3])
+    assert "measured on this machine" in c.predict(40, 2, 64, 0, api_name="/estimate")  # batch 2: not run yet here
+    assert "Finished" in c.predict(*train_args("<timed>", steps=6, preview_every=0)[:7], 2, 64, 0, True, "constant", "",
+                                   0, api_name="/train")[0]
+    assert "learned from 1 run on this server" in c.predict(40, 2, 64, 0, api_name="/estimate")
+    assert c.predict(40, 0, 64, 0, api_name="/estimate").startswith("✖ Batch size: 0 is too small")
 
 
 # -- the pieces under the app ---------------------------------------------------------------------
@@ -236,8 +368,8 @@ def test_session_folders_are_private_and_cleaned_up(tmp_path, monkeypatch):
 
 
 def test_estimates(tiny_sd):
-    measured = estimate.estimate_training(tiny_sd, 1000)
-    assert measured.measured and 0 < measured.seconds < 600 and "measured" in measured.describe()
+    measured = estimate.estimate_training(tiny_sd, 1000, batch_size=3)  # a setting no run here has used
+    assert measured.measured and not measured.runs and 0 < measured.seconds < 600 and "measured" in measured.describe()
     cpu = estimate.table_seconds_per_step("SD 1.x", "cpu", 512)
     gpu = estimate.table_seconds_per_step("SD 1.x", "cuda", 512, gpu="NVIDIA H200")
     assert cpu > 50 * gpu
@@ -263,7 +395,15 @@ def test_tokens(monkeypatch, app_module):
     assert app.visitor_token(None, "") is False  # a Space never lends its own token to visitors
 
 
-def test_offline_without_weights_opens_on_the_demo_model(app_module, tmp_path):
+def test_offline_without_weights_opens_on_the_demo_model(app_module, tmp_path, monkeypatch):
     app = app_module[0]
+    monkeypatch.setattr(app, "DEMO_MODEL", "builtin:tiny-sd")  # the fallback itself, whichever the demo model is
     model, reason = app.load_model(str(tmp_path))  # a folder that is not a model: like no weights at all
-    assert model.is_demo and str(tmp_path) in reason
+    assert model.is_demo and str(tmp_path) in reason and "stacktrace" not in reason
+
+    # No network: the Hub is not waited for; the cache is looked at at once.
+    monkeypatch.setattr(app, "hub_unreachable", lambda endpoint=None: "can't connect to huggingface.co")
+    begin = time.monotonic()
+    model, reason = app.load_model("someone/never-cached-model")
+    assert model.is_demo and time.monotonic() - begin < 5
+    assert "the Hub can't be reached: can't connect to huggingface.co, and there is no copy in the local cache" in reason
