@@ -16,6 +16,7 @@ browser is Debian's); skipped, saying which is missing, otherwise.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -152,7 +153,8 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     preview_every = page.locator("#preview-every input")
     preview_every.fill("5")
     preview_every.press("Enter")
-    page.locator("#estimate").get_by_text("measured on this machine").wait_for()
+    # measured on the demo model, or learned from runs the same server did in earlier tests
+    page.locator("#estimate").get_by_text(re.compile("measured on this machine|learned from")).wait_for()
 
     page.get_by_role("button", name="Train", exact=True).click()
     assert "12 / 12" in status(page, "train-status", "Finished")
@@ -160,7 +162,8 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     assert page.locator("#previews img").count() == 3  # previews at steps 5 and 10, and the last step
     assert page.locator("#previews").get_by_text("step", exact=False).first.inner_text().strip() == "step 12"
     page.get_by_text("is ready").first.wait_for()
-    page.locator("#estimate").get_by_text("learned from 1 run on this server").wait_for()
+    # this run now counts (earlier tests' runs on the same server may count too)
+    page.locator("#estimate").get_by_text(re.compile(r"learned from \d+ runs? on this server")).wait_for()
     with page.expect_download() as download:
         page.locator("#download-diffusers").click()
     assert download.value.suggested_filename == "red-rocket-diffusers.safetensors"
