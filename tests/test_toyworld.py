@@ -56,7 +56,8 @@ def test_captions_use_single_tokens_and_never_name_the_unnamed(toyworld):
 
 def test_world_json_lists_the_vocabulary(toyworld, tiny_sd):
     vocab = vocabulary(toyworld)
-    assert vocab == json.loads((TOYWORLD_DIR / "world.json").read_text())
+    # the committed weights were built from this world: change the world, rebuild the model
+    assert {k: v for k, v in vocab.items() if k != "build"} == world.vocabulary()
     assert len(vocab["colors"]) >= 8 and {"robot", "mug"} <= set(vocab["objects"])
     assert set(vocab["backgrounds"]) == set(world.BACKGROUNDS) and set(vocab["styles"]) == set(world.STYLES)
     assert vocabulary(tiny_sd) is None  # any other model is not a toy world

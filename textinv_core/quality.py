@@ -49,7 +49,7 @@ def evaluation_set(
     image = torch.arange(samples) % len(cache)
     variant = (torch.arange(samples) // len(cache)) % cache.mean.shape[1]
     latents = cache.sample(image, variant, generator)
-    num_timesteps = DDPMScheduler.from_config(model.pipe.scheduler.config).config.num_train_timesteps
+    num_timesteps = model.pipe.scheduler.config.num_train_timesteps
     spread = ((torch.arange(samples) + 0.5) / samples * num_timesteps).long()
     timesteps = spread[torch.randperm(samples, generator=generator)]
     templates = templates_for(concept_type)

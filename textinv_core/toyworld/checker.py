@@ -68,7 +68,7 @@ def read(checker: AttributeChecker, images: list[Image.Image] | np.ndarray) -> l
     """What each picture shows: its most likely value per attribute."""
     logits = checker(to_pixels(images))
     picks = {name: out.argmax(dim=1).tolist() for name, out in logits.items()}
-    return [{name: HEADS[name][picks[name][i]] for name in HEADS} for i in range(len(next(iter(picks.values()))))]
+    return [{name: HEADS[name][picks[name][i]] for name in HEADS} for i in range(len(picks["kind"]))]
 
 
 def agreement(readings: list[dict[str, str]], **expected: str) -> dict[str, float]:
