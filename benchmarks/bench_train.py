@@ -60,6 +60,22 @@ class Case:
     steps: int
 
 
+@dataclass
+class ReferenceRecipe:
+    """The reference script's knobs that change what it learns (bench_quality.py varies them).
+    The defaults are the step-time comparison's: our learning rate and warm-up, one micro-batch."""
+
+    token: str = TOKEN
+    init_word: str = INIT_WORD
+    concept_type: str = "object"
+    lr: float = 5e-3
+    weight_decay: float = 1e-2
+    warmup: int = 50
+    steps: int = 1000  # the schedule's length
+    grad_accum: int = 1
+    seed: int = 0
+
+
 # Step counts are sized to the hardware: the CPU set must finish in minutes on 2 cores, the CUDA
 # set inside 8 minutes on one GPU including building and loading the random-weight models.
 PRESETS = {
@@ -299,25 +315,27 @@ class ReferenceLoop:
     templates are prepared once, so the baseline is not charged for PIL work or tokenizing (the
     reference does both per batch in its DataLoader)."""
 
-    def __init__(self, pipe, images, case: Case, device):
+    def __init__(self, pipe, images, case: Case, device, recipe: "ReferenceRecipe | None" = None):
         import torch
         from diffusers import DDPMScheduler
         from diffusers.optimization import get_scheduler
 
         from textinv_core.devices import DTYPES
 
+        self.recipe = recipe = recipe or ReferenceRecipe()
         self.torch, self.pipe, self.device, self.batch = torch, pipe, device, case.batch
         self.dtype = DTYPES[case.dtype]
+        self.generator = torch.Generator().manual_seed(recipe.seed)
         self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
         self.placeholder_id, self.tokenizer = self._add_placeholder()
         table = pipe.text_encoder.get_input_embeddings()
         table.weight.requires_grad_(True)
         pipe.text_encoder.train()  # as the reference; CLIP's dropout is 0, so it changes nothing
         self.optimizer = torch.optim.AdamW(
-            table.parameters(), lr=5e-3, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8
+            table.parameters(), lr=recipe.lr, betas=(0.9, 0.999), weight_decay=recipe.weight_decay, eps=1e-8
         )
         self.lr_scheduler = get_scheduler(
-            "constant_with_warmup", self.optimizer, num_warmup_steps=50, num_training_steps=1000
+            "constant_with_warmup", self.optimizer, num_warmup_steps=recipe.warmup, num_training_steps=recipe.steps
         )
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         self.orig_embeds = table.weight.data.clone()
@@ -329,9 +347,9 @@ class ReferenceLoop:
         import copy
 
         tokenizer = copy.deepcopy(self.pipe.tokenizer)
-        tokenizer.add_tokens([TOKEN])
-        placeholder_id = tokenizer.convert_tokens_to_ids(TOKEN)
-        init_id = tokenizer.encode(INIT_WORD, add_special_tokens=False)[0]
+        tokenizer.add_tokens([self.recipe.token])
+        placeholder_id = tokenizer.convert_tokens_to_ids(self.recipe.token)
+        init_id = tokenizer.encode(self.recipe.init_word, add_special_tokens=False)[0]
         encoder = self.pipe.text_encoder
         encoder.resize_token_embeddings(len(tokenizer))
         with self.torch.no_grad():
@@ -356,7 +374,7 @@ class ReferenceLoop:
         """Every object template with the keyword, tokenized as the reference dataset does, per tokenizer."""
         from textinv_core.templates import templates_for
 
-        prompts = [t.format(TOKEN) for t in templates_for("object")]
+        prompts = [t.format(self.recipe.token) for t in templates_for(self.recipe.concept_type)]
         tokenizers = [self.tokenizer] + ([self.pipe.tokenizer_2] if self.sdxl else [])
         return [
             tok(prompts, padding="max_length", truncation=True, max_length=tok.model_max_length, return_tensors="pt")
@@ -377,15 +395,32 @@ class ReferenceLoop:
         return states, {"added_cond_kwargs": added}
 
     def step(self) -> float:
-        """One reference training step; returns the loss as the reference logs it."""
-        torch, pipe, device, size = self.torch, self.pipe, self.device, self.batch
-        image = torch.randint(0, len(self.pixels), (size,))
-        flip = torch.randint(0, 2, (size,))
-        prompt = torch.randint(0, len(self.ids[0]), (size,))
+        """One reference optimizer step over `grad_accum` micro-batches (accelerate divides each
+        micro-batch's loss by their number); returns the mean loss as the reference logs it."""
+        accum, total = self.recipe.grad_accum, 0.0
+        for _ in range(accum):
+            loss = self._micro_batch_loss()
+            (loss / accum).backward()
+            total += loss.detach().item() / accum
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad()
+        index_no_updates = self.torch.ones((len(self.tokenizer),), dtype=self.torch.bool)
+        index_no_updates[self.placeholder_id] = False
+        with self.torch.no_grad():
+            weight = self.pipe.text_encoder.get_input_embeddings().weight
+            weight[index_no_updates] = self.orig_embeds[index_no_updates]
+        return total
+
+    def _micro_batch_loss(self):
+        torch, pipe, device, size, gen = self.torch, self.pipe, self.device, self.batch, self.generator
+        image = torch.randint(0, len(self.pixels), (size,), generator=gen)
+        flip = torch.randint(0, 2, (size,), generator=gen)
+        prompt = torch.randint(0, len(self.ids[0]), (size,), generator=gen)
         pixels = self.pixels[image, flip].to(device, dtype=self.dtype)
-        latents = pipe.vae.encode(pixels).latent_dist.sample().detach() * pipe.vae.config.scaling_factor
-        noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (size,), device=device).long()
+        latents = pipe.vae.encode(pixels).latent_dist.sample(gen).detach() * pipe.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=gen).to(device, latents.dtype)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (size,), generator=gen).to(device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         states, extra = self._conditioning(prompt, image)
         pred = pipe.unet(noisy, timesteps, states, **extra).sample
@@ -393,17 +428,12 @@ class ReferenceLoop:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="mean")
-        loss.backward()
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad()
-        index_no_updates = torch.ones((len(self.tokenizer),), dtype=torch.bool)
-        index_no_updates[self.placeholder_id] = False
-        with torch.no_grad():
-            weight = pipe.text_encoder.get_input_embeddings().weight
-            weight[index_no_updates] = self.orig_embeds[index_no_updates]
-        return loss.detach().item()
+        return torch.nn.functional.mse_loss(pred.float(), target.float(), reduction="mean")
+
+    def learned_row(self):
+        """The keyword's trained row of the token table, [1, D] float32 on the CPU."""
+        weight = self.pipe.text_encoder.get_input_embeddings().weight
+        return weight[self.placeholder_id].detach().float().cpu().clone()[None]
 
 
 def run_baseline(case: Case, spec: str, device_name: str, images_dir: Path) -> dict:
