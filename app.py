@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ import pandas as pd
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from textinv_core import estimate, forms, messages, publish, toyworld
+from textinv_core import estimate, forms, messages, publish, runs, toyworld, visitors
 from textinv_core import session as ts
 from textinv_core.concepts import concept_name, new_concept
 from textinv_core.fields import MAX_KEYWORD_CHARS, FieldError, NumberField, TextField
@@ -52,7 +53,25 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MOCK_OAUTH_TOKEN = "mock-oauth-token-for-local-dev"  # what gradio hands out locally: not a real token
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
 ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU"))
-GPU_CONCURRENCY = int(os.environ.get("TEXTINV_GPU_CONCURRENCY", "2"))
+def _limit(name: str, on_gpu: int, on_cpu: int) -> int:
+    """A concurrency limit from the environment, else sized for the hardware: on a CPU every run
+    or image already uses all cores, so a second one at once only makes both slower."""
+    import torch
+
+    return int(os.environ.get(name) or (on_gpu if torch.cuda.is_available() else on_cpu))
+
+
+# Training and generation have limits of their own, so an image never waits behind a training run.
+TRAIN_SLOTS = _limit("TEXTINV_TRAIN_SLOTS", 2, 1)
+GENERATE_CONCURRENCY = _limit("TEXTINV_GENERATE_CONCURRENCY", 2, 1)
+AUTOSAVE_SECONDS = float(os.environ.get("TEXTINV_AUTOSAVE_SECONDS", "60"))  # a crash loses at most this
+# A page's session is forgotten an hour after its tab closed (gradio's grace); an API caller that
+# never disconnects (plain REST) is forgotten this long after its last change.
+SESSION_TTL = 24 * 3600
+SWEEP_SECONDS = 300
+SHUTDOWN_SECONDS = 25  # on SIGTERM, how long runs get to reach their next step and save (Spaces wait 30)
+RUNNER = runs.Runner(TRAIN_SLOTS)
+VISITORS = visitors.Visitors()
 ZERO_GPU_CALL_SECONDS = int(os.environ.get("TEXTINV_GPU_SECONDS", "110"))  # one ZeroGPU call at most
 # The app refuses photos and embedding files over 50 MB itself, with a note naming the file (see
 # session.MAX_UPLOAD_BYTES). gradio's own limit is higher, because a file over it never reaches the
@@ -78,6 +97,14 @@ CSS = """
 #stop-btn[disabled] { background: #f6d5d4 !important; border-color: #eebcbb !important; color: #9c4a48 !important; }
 footer { display: none !important; }
 """
+
+# While a run is going (Stop is enabled only then), the browser asks before the page is left. The
+# run itself would go on (see runs.py), but a visitor who closes the tab by mistake should know.
+HEAD = """<script>
+window.addEventListener("beforeunload", (event) => {
+  if (document.querySelector("#stop-btn:not([disabled])")) { event.preventDefault(); event.returnValue = ""; }
+});
+</script>"""
 
 # Filled by build_app(): the one frozen model every visitor shares, and where the Hub is.
 APP: dict = {}
@@ -227,7 +254,23 @@ def failed(err: Exception) -> str:
     names, and in the toast (which shows Markdown literally) no backticks."""
     message = messages.for_visitor(str(err))
     gr.Warning(messages.for_toast(message), duration=10, title="Can't do that yet")
-    return f"✖ {messages.for_markdown(message)}"
+    return status_for(err)
+
+
+def status_for(err: Exception) -> str:
+    """The status-box text of a user-facing error (no toast: for runs that end with no page)."""
+    return f"✖ {messages.for_markdown(messages.for_visitor(str(err)))}"
+
+
+def own(session: ts.Session | None) -> ts.Session:
+    """The caller's session. Pages get theirs when they load; an API caller's first call that
+    keeps something makes one (and hands it back to gradio, which ends it with the connection)."""
+    return session if session is not None else VISITORS.anonymous()
+
+
+def viewing(session: ts.Session | None) -> ts.Session:
+    """The caller's session for reading only: an empty one (kept nowhere) if it has none yet."""
+    return session if session is not None else ts.Session()
 
 
 def unexpected(err: Exception, what: str) -> str:
@@ -270,8 +313,9 @@ def concept_rows(session: ts.Session) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["keyword", "type", "vectors", "from"])
 
 
-def concept_views(session: ts.Session, selected: str | None = None):
+def concept_views(session: ts.Session | None, selected: str | None = None):
     """The Generate tab's concept table and keyword picker."""
+    session = viewing(session)
     keywords = [c.token for c in session.concept_list()]
     value = selected if selected in keywords else (keywords[-1] if keywords else None)
     return concept_rows(session), gr.update(choices=keywords, value=value)
@@ -321,6 +365,9 @@ def newest_first(view: ts.RunView) -> list:
 
 
 def progress_text(view: ts.RunView) -> str:
+    if view.phase == "waiting":
+        ahead = f"{view.ahead} run{'s' if view.ahead != 1 else ''} ahead of yours" if view.ahead else "next in line"
+        return f"⏳ Waiting for a free training slot ({ahead}); it starts by itself, you can leave this page."
     if view.phase == "preparing":
         return "Preparing: encoding your images…"
     elapsed = estimate.format_duration(time.monotonic() - view.started)
@@ -354,18 +401,21 @@ def demo_files_note(base: BaseModel) -> str:
 # -- handlers: Train ------------------------------------------------------------------------------
 
 
-def add_images(files, session: ts.Session):
+def add_images(files, session: ts.Session | None):
+    session = own(session)
     paths = [(str(f), Path(str(f)).name) for f in (files or [])]
-    return image_views(session, session.add_images(paths, model().resolution))
+    return (*image_views(session, session.add_images(paths, model().resolution)), session)
 
 
-def clear_images(session: ts.Session):
+def clear_images(session: ts.Session | None):
+    session = viewing(session)
     session.clear_images()
     return image_views(session)
 
 
 def remove_image(name, session: ts.Session):
     """Remove one image, picked by clicking its thumbnail (or by name through the API)."""
+    session = viewing(session)
     if not name:
         gr.Warning("Click a thumbnail first to pick the image to remove.", title="Nothing picked")
     elif not session.remove_image(str(name)):
@@ -375,6 +425,7 @@ def remove_image(name, session: ts.Session):
 
 def pick_image(session: ts.Session, evt: gr.SelectData):
     """A click on a thumbnail picks that image for "Remove this image"."""
+    session = viewing(session)
     index = evt.index if isinstance(evt.index, int) else None
     if index is None or not 0 <= index < len(session.uploads):
         return gr.update()
@@ -383,6 +434,7 @@ def pick_image(session: ts.Session, evt: gr.SelectData):
 
 def suggest_keyword(name: str, keyword: str, session: ts.Session):
     """Follow the concept name with `<name>` until the visitor edits the keyword themselves."""
+    session = viewing(session)
     suggestion = ts.suggest_keyword(name)
     previous = getattr(session, "suggested", "")
     session.suggested = suggestion
@@ -435,8 +487,11 @@ def train_update(status, plot=None, previews=None, running: bool = False, clear:
 
 
 def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution, seed, flip,
-          schedule, preview_prompt, preview_every, session: ts.Session):
-    """Stream a training run: progress, loss curve, previews, then the downloads."""
+          schedule, preview_prompt, preview_every, session: ts.Session | None):
+    """Start a training run and stream it: progress, loss curve, previews, then the downloads. The
+    run goes on by itself (`runs.Runner`): closing or reloading the page only stops the streaming.
+    The session is the last output, so an API caller's first run keeps its session."""
+    session = own(session)
     try:
         request = forms.train_request(APP["resolutions"], name, keyword, concept_type, init_word, steps, lr, vectors,
                                       batch_size, resolution, seed, flip, schedule, preview_prompt, preview_every)
@@ -453,58 +508,93 @@ def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size
                              "previews can only use the keyword being trained")
         view = session.start(config.steps)
     except ValueError as err:
-        yield train_update(failed(err))
+        yield (*train_update(failed(err)), session)
         return
     except Exception as err:
-        yield train_update(unexpected(err, "starting the run"))
+        yield (*train_update(unexpected(err, "starting the run")), session)
         return
-    output_dir = session.new_run_folder(config.token)
-    yield train_update(progress_text(view), plot=gr.update(value=None), previews=[], running=True, clear=True)
-    last, shown_previews = 0.0, 0
-    try:
-        for _ in ts.run_training(images, config, output_dir, train_on_gpu, zero_gpu_chunk_steps(config), view):
-            now = time.monotonic()
-            new_previews = len(view.previews) != shown_previews
-            if view.finished is None and now - last < 0.5 and view.step not in (1, view.total) and not new_previews:
-                continue  # at most two page updates a second, but every preview at once
-            last, shown_previews = now, len(view.previews)
-            yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view) if new_previews else None,
-                               running=True)
-    except ValueError as err:
-        yield train_update(failed(err))
-        return
+    try:  # from here on the tab is marked as training: any failure must end the run, or it never could again
+        start_run(session, view, images, config, session.new_run_folder(config.token))
     except Exception as err:
-        yield train_update(unexpected(err, "training"))
+        view.update(phase="failed", ended_at=time.monotonic())
+        yield (*train_update(unexpected(err, "starting the run")), session)
         return
-    finally:  # also when the visitor leaves mid-run (the generator is closed): the tab may train again
-        if view.finished is None:
-            view.phase = "failed"
-            (output_dir / ts.STOP_FILE).touch()
-    if view.finished is None:  # the run ended without a result (should not happen)
-        yield train_update("✖ training ended without a result; please try again")
-        return
-    estimate.record_run(model(), config.resolution, config.batch_size, config.grad_accum, view.timing.steps,
-                        view.timing.previews, view.timing.finish)
-    concept = view.finished.concept
-    concept.source = f"trained here ({view.step} steps)"
-    keyword, note = session.add_concept(concept, replace=True)
-    session.finished_runs.append(view)
-    example = ts.default_preview_prompt(keyword, config.concept_type)
-    result = f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`" + (f"\n\n({note})" if note else "")
+    yield (*train_update(progress_text(view), plot=gr.update(value=None), previews=[], running=True, clear=True), session)
+    for update in follow(view, session):
+        yield (*update, session)
+
+
+def start_run(session: ts.Session, view: ts.RunView, images, config: TrainConfig, output_dir: Path,
+              state: dict | None = None) -> None:
+    """Hand the run to the runner. Whatever ends it, `view.phase` says how, and a result joins
+    the session whether or not a page is still watching."""
+    config.autosave_seconds = AUTOSAVE_SECONDS
+    stop_file = output_dir / ts.STOP_FILE
+
+    def drive():
+        return ts.run_training(images, config, output_dir, train_on_gpu, zero_gpu_chunk_steps(config), view, state)
+
+    def on_end(error: Exception | None) -> None:
+        if error is not None:
+            stop_file.touch()  # a chunk still running elsewhere (ZeroGPU) stops too
+            if not isinstance(error, ValueError):
+                log.error("training failed", exc_info=error)
+                error = ValueError("training failed unexpectedly; please try again")
+            view.phase, view.error = "failed", status_for(error)
+        elif RUNNER.shutting_down.is_set() and (view.finished is None or view.finished.stopped):
+            view.phase = "interrupted"  # saved in its checkpoint, resumable after the restart
+        elif view.finished is None:
+            view.phase = "stopped"  # stopped while waiting for a slot: nothing was learned
+        else:
+            estimate.record_run(model(), config.resolution, config.batch_size, config.grad_accum, view.timing.steps,
+                                view.timing.previews, view.timing.finish)
+            view.note = session.finish_run(view, model().family.is_sdxl)
+
+    RUNNER.start(view, drive, stop_file, on_end)
+
+
+def follow(view: ts.RunView, session: ts.Session):
+    """The Train outputs for a run as it goes (at most two page updates a second, every preview
+    at once), then its end: the result and downloads, or what happened instead."""
+    shown_previews = len(view.previews) - 1
+    for _ in runs.watch(view):
+        if view.ended_at is not None:
+            break
+        new_previews = len(view.previews) != shown_previews
+        shown_previews = len(view.previews)
+        yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view) if new_previews else None,
+                           running=True)
+    yield ended(view, session)
+
+
+def ended(view: ts.RunView, session: ts.Session) -> tuple:
+    """The Train outputs for a run that has ended."""
+    if view.phase == "failed":
+        return train_update(view.error or "✖ training failed; please try again", session=session)
+    if view.phase == "interrupted":
+        return train_update(f"■ **The server is restarting.** Your run was saved at step {view.step} of {view.total}; "
+                            "reload this page when it is back to go on from there.", session=session)
+    if view.finished is None:
+        return train_update("■ Stopped before it started: nothing was trained.", session=session)
+    keyword = view.keyword
+    concept = session.concepts.get(keyword.lower())
+    example = ts.default_preview_prompt(keyword, concept.concept_type if concept else "object")
+    result = (f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`"
+              + (f"\n\n({view.note})" if view.note else ""))
     if view.finished.readout:
         result += f"\n\n**How well it learned:** {view.finished.readout.summary()}"
-    yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view),
-                       files=ts.download_files(output_dir, model().family.is_sdxl), session=session, keyword=keyword,
-                       result=result)
+    return train_update(progress_text(view), loss_frame(view.losses), newest_first(view), files=view.files,
+                        session=session, keyword=keyword, result=result)
 
 
-def stop(session: ts.Session):
-    if session.stop():
+def stop(session: ts.Session | None):
+    if viewing(session).stop():
         return "■ Stopping after the current step; what was learned so far is kept…"
     return gr.update()
 
 
-def use_in_generate(session: ts.Session):
+def use_in_generate(session: ts.Session | None):
+    session = viewing(session)
     run = session.finished_runs[-1] if session.finished_runs else None
     if run is None:
         return gr.Tabs(), gr.update(), gr.update()
@@ -513,16 +603,84 @@ def use_in_generate(session: ts.Session):
     return gr.Tabs(selected="generate"), prompt, gr.update(value=run.keyword)
 
 
-def go_push(session: ts.Session):
+def go_push(session: ts.Session | None):
+    session = viewing(session)
     run = session.finished_runs[-1] if session.finished_runs else None
     name = concept_name(run.keyword) if run else ""
     return gr.Tabs(selected="hub"), trained_runs(session), name
 
 
+def attach(stored: str, profile: gr.OAuthProfile | None = None):
+    """A page opens: its visitor's session (a first visit gets an id that the browser keeps)."""
+    visitor = VISITORS.identity(stored, profile.username if profile else None)
+    return VISITORS.attach(visitor, model()), (stored if visitor.startswith("hf:") else visitor)
+
+
+def attach_page(stored: str):
+    """`attach` where there is no Hub login (gradio asks for a profile only where OAuth is set up)."""
+    return attach(stored)
+
+
+def show_session(session: ts.Session | None):
+    """What a reloaded page shows of its session: images, concepts, pushable runs and, after a
+    restart, the run that was cut short."""
+    session = viewing(session)
+    return (*image_views(session), *concept_views(session), trained_runs(session), *resume_offer(session))
+
+
+def resume_offer(session: ts.Session) -> tuple:
+    """The resume panel: shown while the session holds a run that a server restart interrupted."""
+    if not session.interrupted or session.training:
+        return gr.update(visible=False), gr.update(), gr.update()
+    saved = session.interrupted[-1]
+    files = ts.download_files(saved.folder, model().family.is_sdxl)
+    text = (f"### ⏸ Your run of `{saved.config.token}` was interrupted\nThe server restarted at step {saved.step} of "
+            f"{saved.config.steps}. Go on from there, or download what it had learned.")
+    return gr.update(visible=True), text, str(files["everything"])
+
+
+def watch_run(session: ts.Session | None):
+    """A reloaded page streams the session's run if one is going, else shows how the last one ended."""
+    session = viewing(session)
+    view = session.run or (session.finished_runs[-1] if session.finished_runs else None)
+    if view is None:
+        return
+    if view.ended_at is None:
+        yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view), running=True, clear=True)
+    yield from follow(view, session)
+
+
+def resume(session: ts.Session | None):
+    """Go on with the interrupted run from its latest checkpoint, streaming it like a new run."""
+    session = viewing(session)
+    hide = gr.update(visible=False)
+    if not session.interrupted:
+        yield (*train_update(failed(ValueError("there is no interrupted run to resume in this session"))), hide)
+        return
+    try:
+        saved = session.interrupted[-1]
+        view = session.start(saved.config.steps)
+    except ValueError as err:
+        yield (*train_update(failed(err)), gr.update())
+        return
+    try:
+        session.interrupted.pop()
+        (saved.folder / ts.STOP_FILE).unlink(missing_ok=True)  # left by the shutdown that interrupted it
+        start_run(session, view, saved.images(), saved.config, saved.folder, saved.state())
+    except Exception as err:
+        view.update(phase="failed", ended_at=time.monotonic())
+        yield (*train_update(unexpected(err, "resuming the run")), hide)
+        return
+    yield (*train_update(progress_text(view), loss_frame(view.losses), [], running=True, clear=True), hide)
+    for update in follow(view, session):
+        yield (*update, hide)
+
+
 # -- handlers: Generate ---------------------------------------------------------------------------
 
 
-def run_generate(prompt, negative, steps, guidance, width, height, seed, num_images, session: ts.Session):
+def run_generate(prompt, negative, steps, guidance, width, height, seed, num_images, session: ts.Session | None):
+    session = viewing(session)
     try:
         request = forms.generate_request(prompt, negative, steps, guidance, width, height, seed, num_images)
         seed = ts.pick_seed(request.seed)
@@ -553,6 +711,7 @@ def insert_keyword(text: str, keyword: str | None):
 
 def load_embedding(file, keyword, session: ts.Session):
     """Load the chosen file at once (and again, replacing it, when the keyword is changed)."""
+    session = own(session)
     try:
         if not file:
             raise ValueError("choose an embedding file first (.pt, .bin, .safetensors, or an A1111 .png / .webp)")
@@ -560,11 +719,12 @@ def load_embedding(file, keyword, session: ts.Session):
         name = Path(str(file)).name  # gradio keeps the visitor's file name as the last part
         token, notes = session.load_file(model(), str(file), name, keyword)
     except ValueError as err:
-        return (*concept_views(session), failed(err))
+        return (*concept_views(session), failed(err), session)
     except Exception as err:
-        return (*concept_views(session), unexpected(err, "loading the file"))
+        return (*concept_views(session), unexpected(err, "loading the file"), session)
     extra = "; ".join(notes)
-    return (*concept_views(session, token), ok(f"loaded `{token}` from {name}" + (f" ({extra})" if extra else "")))
+    message = ok(f"loaded `{token}` from {name}" + (f" ({extra})" if extra else ""))
+    return (*concept_views(session, token), message, session)
 
 
 # -- handlers: Hub --------------------------------------------------------------------------------
@@ -598,6 +758,7 @@ def own_namespace(api: HfApi) -> str:
 
 def push(run_dir, name, namespace, private, license, token_text, session: ts.Session,
          oauth_token: gr.OAuthToken | None = None):
+    session = viewing(session)
     try:
         runs = {str(run.output_dir): run for run in session.finished_runs}
         if not runs:
@@ -616,20 +777,23 @@ def push(run_dir, name, namespace, private, license, token_text, session: ts.Ses
     return ok(f"pushed to [{repo_id}]({url}){' (private)' if private else ''}. Others can load it here by typing `{repo_id}`.")
 
 
-def search(query, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
+def search(query, token_text, session: ts.Session | None, oauth_token: gr.OAuthToken | None = None):
+    """Search the concepts library; the results are kept in the session for "Load selected"."""
+    session = own(session)
     try:
         query = forms.SEARCH.parse(query)
         api = hub_api(visitor_token(oauth_token, token_text))
         results = search_concepts(query, api=api, author=concepts_library(), limit=24)
     except ValueError as err:
-        return gr.update(choices=[], value=None), [], failed(err)
+        return gr.update(choices=[], value=None), [], failed(err), session
     session.search_results = {r.repo_id: r for r in results}
     if not results:
         shown = html.escape(query, quote=False)
-        return gr.update(choices=[], value=None), [], f"No concepts found for “{shown}” in {concepts_library()}."
+        return gr.update(choices=[], value=None), [], f"No concepts found for “{shown}” in {concepts_library()}.", session
     choices = [(f"{r.keyword} — {r.repo_id}" + (f" ({r.concept_type})" if r.concept_type else ""), r.repo_id) for r in results]
     first = results[0]
-    return gr.update(choices=choices, value=first.repo_id), ts.fetch_previews(first, api), describe_result(first, len(results))
+    return (gr.update(choices=choices, value=first.repo_id), ts.fetch_previews(first, api),
+            describe_result(first, len(results)), session)
 
 
 def describe_result(result, count: int | None = None) -> str:
@@ -639,8 +803,8 @@ def describe_result(result, count: int | None = None) -> str:
     return f"{head}`{result.keyword}` · {kind} · `{result.repo_id}`.{previews}"
 
 
-def show_result(repo_id, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
-    result = session.search_results.get(repo_id)
+def show_result(repo_id, token_text, session: ts.Session | None, oauth_token: gr.OAuthToken | None = None):
+    result = viewing(session).search_results.get(repo_id)
     if result is None:
         return [], gr.update()
     try:
@@ -651,24 +815,26 @@ def show_result(repo_id, token_text, session: ts.Session, oauth_token: gr.OAuthT
 
 
 def load_from_hub(source, keyword, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
-    """Load a concept from the Hub into the session: the concept table, picker and status text."""
+    """Load a concept from the Hub into the session: the concept table, picker, status text, session."""
+    session = own(session)
     try:
         source, keyword = forms.HUB_SOURCE.parse(source), forms.optional_keyword(keyword)
         api = hub_api(visitor_token(oauth_token, token_text))
         concept, notes = session.load_from_hub(model(), source, keyword, api, concepts_library())
     except ValueError as err:
-        return (*concept_views(session), failed(err))
+        return (*concept_views(session), failed(err), session)
     except Exception as err:
-        return (*concept_views(session), unexpected(err, "loading the concept"))
+        return (*concept_views(session), unexpected(err, "loading the concept"), session)
     extra = "; ".join(notes)
     message = f"loaded `{concept.token}` ({concept.concept_type}) from {source}; it is listed in the Generate tab"
-    return (*concept_views(session, concept.token), ok(message + (f" ({extra})" if extra else "")))
+    return (*concept_views(session, concept.token), ok(message + (f" ({extra})" if extra else "")), session)
 
 
 def load_selected(repo_id, keyword, token_text, session: ts.Session, oauth_token: gr.OAuthToken | None = None):
     """"Load selected concept": the search result picked above, with its own message and status."""
     if not repo_id:
-        return (*concept_views(session), failed(ValueError("search first, then pick a concept in the results")))
+        return (*concept_views(viewing(session)), failed(ValueError("search first, then pick a concept in the results")),
+                session)
     return load_from_hub(repo_id, keyword, token_text, session, oauth_token)
 
 
@@ -717,11 +883,12 @@ def example_sets(base: BaseModel) -> list[dict]:
 
 def load_example(example: dict, session: ts.Session):
     """Put an example set's images in the Train tab and fill in its name, keyword and word."""
+    session = own(session)
     session.clear_images()
     files = sorted(p for p in example["folder"].iterdir() if p.suffix == ".png")
     not_added = session.add_images([(str(p), p.name) for p in files], model().resolution)
     name = example["folder"].name.replace("-", " ")
-    return (*image_views(session, not_added), name, example["token"], example["init_word"], example["concept"])
+    return (*image_views(session, not_added), name, example["token"], example["init_word"], example["concept"], session)
 
 
 # -- the page -------------------------------------------------------------------------------------
@@ -741,12 +908,17 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
         hub_endpoint=hub_endpoint,  # None: $TEXTINV_HUB_ENDPOINT (read at each request), else the Hub
         library_author=library_author,  # None: $TEXTINV_LIBRARY_AUTHOR (read at each request), else the library
     )
+    if "sweeper" not in APP:  # at start-up, then every few minutes: session folders nobody owns any more
+        APP["sweeper"] = VISITORS.sweep_every(SWEEP_SECONDS)
     # Ask the Hub now, so the Hub tab can say at once whether it is there.
     threading.Thread(target=hub_unreachable, args=(hub_api(False).endpoint,), name="hub-probe", daemon=True).start()
     device = estimate.device_name(base.placement.device.type)
 
     with gr.Blocks(title="textinv · Textual Inversion studio", delete_cache=CACHE_CLEANUP) as demo:
-        session = gr.State(ts.Session, delete_callback=lambda s: s.cleanup())
+        # One session per visitor (see visitors.py): made when a page loads, or by an API caller's first
+        # call that keeps something; gradio forgets it an hour after the page closed.
+        session = gr.State(None, time_to_live=SESSION_TTL, delete_callback=VISITORS.release)
+        visitor = gr.BrowserState("", storage_key=visitors.STORAGE_KEY, secret=visitors.browser_secret())
         gr.Markdown(
             "# textinv · teach Stable Diffusion a new word\n"
             "Drop a few photos of an object or a style, train a keyword for it, then use the keyword in prompts, "
@@ -844,6 +1016,11 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                     )
                     previews = gr.Gallery(label="Previews (newest first)", columns=3, height=300, scale=2,
                                           object_fit="contain", elem_id="previews")
+                with gr.Column(visible=False, elem_id="resume-box") as resume_box:
+                    resume_md = gr.Markdown()
+                    with gr.Row():
+                        resume_btn = gr.Button("Resume training", variant="primary", elem_id="resume-btn")
+                        resume_dl = gr.DownloadButton("⬇ what it learned so far (.zip)", variant="secondary")
                 with gr.Column(visible=False) as result_box:
                     result_md = gr.Markdown()
                     with gr.Row():
@@ -946,15 +1123,21 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                         hub_status = gr.Markdown(elem_classes="status-box", elem_id="hub-status")
 
         # ---------------------------------------------------------------- wiring
-        gpu_queue = dict(concurrency_limit=GPU_CONCURRENCY, concurrency_id="gpu")
+        generation = dict(concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
         image_outputs = [thumbs, image_notes, upload, image_pick]
-        upload.upload(add_images, [upload, session], image_outputs, api_name="add_images")
+        train_outputs = [train_status, loss_plot, previews, result_box, dl_diffusers, dl_a1111, dl_all, train_btn,
+                         stop_btn, concept_table, concept_pick, push_run, result_md]
+        page = demo.load(attach if OAUTH else attach_page, [visitor], [session, visitor], api_visibility="private")
+        page = page.then(show_session, [session], [*image_outputs, concept_table, concept_pick, push_run, resume_box,
+                                                   resume_md, resume_dl], api_visibility="private")
+        page.then(watch_run, [session], train_outputs, api_visibility="private", show_progress="hidden")
+        upload.upload(add_images, [upload, session], [*image_outputs, session], api_name="add_images")
         clear_btn.click(clear_images, [session], image_outputs, api_name="clear_images")
         remove_btn.click(remove_image, [image_pick, session], image_outputs, api_name="remove_image")
         thumbs.select(pick_image, [session], [image_pick], api_visibility="private")
         for button, example in example_buttons:
             button.click(lambda s, ex=example: load_example(ex, s), [session],
-                         [*image_outputs, name, keyword, init_word, concept_type],
+                         [*image_outputs, name, keyword, init_word, concept_type, session],
                          api_name=f"example_{concept_name(example['token']).replace('-', '_')}")
         name.change(suggest_keyword, [name, keyword, session], [keyword], api_visibility="private")
         # One at a time and in order, so a slow first measurement can't overwrite a newer estimate.
@@ -966,24 +1149,25 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
         concept_type.change(lambda kw, t: gr.update(placeholder=ts.default_preview_prompt(kw or "<keyword>", t)),
                             [keyword, concept_type], [preview_prompt], api_visibility="private")
 
-        train_outputs = [train_status, loss_plot, previews, result_box, dl_diffusers, dl_a1111, dl_all, train_btn,
-                         stop_btn, concept_table, concept_pick, push_run, result_md]
+        # Train only watches the run (the runner limits how many train at once), so it needs no slot of its own.
         train_btn.click(
             train,
             [name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution, seed, flip,
              schedule, preview_prompt, preview_every, session],
-            train_outputs, api_name="train", show_progress="hidden", **gpu_queue,
+            [*train_outputs, session], api_name="train", show_progress="hidden", concurrency_limit=None,
         ).then(show_estimate, estimate_inputs, [estimate_md], api_visibility="private", **in_order)  # now learned
+        resume_btn.click(resume, [session], [*train_outputs, resume_box], api_name="resume", show_progress="hidden",
+                         concurrency_limit=None)
         stop_btn.click(stop, [session], [train_status], api_name="stop", concurrency_limit=None)
         to_generate.click(use_in_generate, [session], [tabs, prompt, concept_pick], api_visibility="private")
         to_hub.click(go_push, [session], [tabs, push_run, repo_name], api_visibility="private")
 
         generate_inputs = [prompt, negative, gen_steps, guidance, width, height, gen_seed, num_images, session]
-        gen_btn.click(run_generate, generate_inputs, [gallery, gen_status], api_name="generate", **gpu_queue)
-        prompt.submit(run_generate, generate_inputs, [gallery, gen_status], api_visibility="private", **gpu_queue)
+        gen_btn.click(run_generate, generate_inputs, [gallery, gen_status], api_name="generate", **generation)
+        prompt.submit(run_generate, generate_inputs, [gallery, gen_status], api_visibility="private", **generation)
         insert_pos.click(insert_keyword, [prompt, concept_pick], [prompt], api_visibility="private")
         insert_neg.click(insert_keyword, [negative, concept_pick], [negative], api_visibility="private")
-        embedding_outputs = [concept_table, concept_pick, emb_status]
+        embedding_outputs = [concept_table, concept_pick, emb_status, session]
         emb_file.upload(load_embedding, [emb_file, emb_keyword, session], embedding_outputs, api_name="load_embedding")
         emb_keyword.submit(load_embedding, [emb_file, emb_keyword, session], embedding_outputs,
                            api_visibility="private")
@@ -991,14 +1175,14 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
 
         push_btn.click(push, [push_run, repo_name, namespace, private, license_, token_box, session], [push_status],
                        api_name="push")
-        search_btn.click(search, [query, token_box, session], [results, result_previews, search_md], api_name="search")
-        query.submit(search, [query, token_box, session], [results, result_previews, search_md],
-                     api_visibility="private")
+        search_outputs = [results, result_previews, search_md, session]
+        search_btn.click(search, [query, token_box, session], search_outputs, api_name="search")
+        query.submit(search, [query, token_box, session], search_outputs, api_visibility="private")
         results.input(show_result, [results, token_box, session], [result_previews, search_md], api_visibility="private")
         load_selected_btn.click(load_selected, [results, hub_keyword, token_box, session],
-                                [concept_table, concept_pick, selected_status], api_name="load_selected")
+                                [concept_table, concept_pick, selected_status, session], api_name="load_selected")
         hub_load_btn.click(load_from_hub, [hub_source, hub_keyword, token_box, session],
-                           [concept_table, concept_pick, hub_status], api_name="load_concept")
+                           [concept_table, concept_pick, hub_status, session], api_name="load_concept")
         demo.load(hub_notice, None, [hub_offline], api_name="hub_notice")
         if OAUTH:
             demo.load(account_status, None, [account_md], api_visibility="private")
@@ -1010,6 +1194,7 @@ def launch_options() -> dict:
     return dict(
         theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="slate"),
         css=CSS,
+        head=HEAD,
         max_file_size=UPLOAD_HARD_LIMIT,
         allowed_paths=[str(ts.session_root())],
     )
@@ -1017,7 +1202,7 @@ def launch_options() -> dict:
 
 def launch(demo: gr.Blocks, **kwargs):
     """Queue and launch with the app's options; `kwargs` override them (tests: prevent_thread_lock)."""
-    demo.queue(default_concurrency_limit=GPU_CONCURRENCY)
+    demo.queue(default_concurrency_limit=4)  # uploads, Hub calls, pages: light work; training and generation have their own
     return demo.launch(**(launch_options() | kwargs))
 
 
@@ -1029,7 +1214,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     demo = build_app(args.model)
+    signal.signal(signal.SIGTERM, shut_down)
     launch(demo, server_name=args.host, server_port=args.port)
+
+
+def shut_down(signum, frame) -> None:
+    """SIGTERM (a Space restarting): every run stops at its next step and saves a checkpoint, which
+    its visitor is offered to resume after the restart; then the server closes."""
+    log.info("shutting down: stopping %d training run(s) at their next step", RUNNER.running())
+    if not RUNNER.shutdown(SHUTDOWN_SECONDS):
+        log.warning("some runs did not stop in %d s; they keep their last checkpoint", SHUTDOWN_SECONDS)
+    raise KeyboardInterrupt  # gradio's launch loop closes the server on it
 
 
 if __name__ == "__main__":

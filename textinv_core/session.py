@@ -16,6 +16,7 @@ which the worker sees too, so Stop works inside a chunk wherever it runs.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import random
@@ -40,6 +41,7 @@ from .images import MAX_IMAGES, SMALL_SIDE, ImageError, TrainingImage, load_imag
 from .models import BaseModel
 from .prompts import keyword_pattern, missing_keywords
 from .readers import MAX_BYTES, EmbeddingFile, read_embedding
+from .runs import SavedRun, saved_runs, write_result
 from .sources import fit_embedding, unique_keyword
 from .train import Finished, Paused, Preview, Progress, TrainConfig, Trainer
 
@@ -50,6 +52,17 @@ THUMB_SIDE = 256
 MAX_NOTE_LINES = 12  # image notes shown under the thumbnails; the rest are counted
 DETAIL_RATIO_MIN = 0.10  # see `detail_warnings`
 FLAT_MIN = 0.5
+
+
+def visitor_folder_name(visitor: str) -> str:
+    """The folder of a visitor's files: named by a hash, so neither logs nor the file system show the id."""
+    return "visitor-" + hashlib.sha256(visitor.encode()).hexdigest()[:24]
+
+
+def run_number(folder: Path) -> int:
+    """`run-07-red-rocket` -> 7."""
+    match = re.match(r"run-(\d+)-", Path(folder).name)
+    return int(match.group(1)) if match else 0
 
 
 def session_root() -> Path:
@@ -278,11 +291,34 @@ class RunView:
     losses: list[tuple[int, float]] = field(default_factory=list)
     previews: list[tuple[Image.Image, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    phase: str = "preparing"  # preparing, training, stopping, finished, stopped, failed
+    # waiting (for a training slot), preparing, training, stopping: going; then finished, stopped,
+    # failed, or interrupted (the server shut down: the run can be resumed from its checkpoint)
+    phase: str = "waiting"
     finished: Finished | None = None
     output_dir: Path | None = None
     keyword: str = ""
     timing: Timing = field(default_factory=Timing)  # the whole run's, gathered from its chunks
+    ahead: int = 0  # runs waiting before this one for a training slot
+    error: str = ""  # what went wrong, for the visitor, when the run failed
+    note: str | None = None  # said with the result (e.g. the keyword it replaced)
+    files: dict[str, Path] = field(default_factory=dict)  # the downloads, once it has a result
+    ended_at: float | None = None  # monotonic time the run ended, its result (if any) complete
+    version: int = 0  # bumped by every change, so a watching page knows when to redraw
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def update(self, **changes) -> None:
+        """Change fields (or just say something changed) and wake whoever watches the run."""
+        with self._changed:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.version += 1
+            self._changed.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Wait until the version differs from `seen` or `timeout` passes; the version now."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.version != seen, timeout)
+            return self.version
 
     @property
     def eta(self) -> float | None:
@@ -299,12 +335,16 @@ def run_training(
     run_chunk: ChunkRunner,
     chunk_steps: int = 0,
     view: RunView | None = None,
+    state: dict | None = None,
 ) -> Iterator[RunView]:
     """Drive a run through `run_chunk(images, config, output_dir, state, pause_at)` calls, yielding
-    the updated view after every event. `chunk_steps` 0 runs it in one call."""
+    the updated view after every event. `chunk_steps` 0 runs it in one call; `state` (a
+    checkpoint) resumes a run where it was saved."""
     view = view or RunView(total=config.steps)
     view.total, view.output_dir, view.keyword = config.steps, output_dir, config.token
-    state = None
+    if state is not None:
+        view.step = int(state["step"])
+        view.losses = [(int(s), float(loss)) for s, loss, _ in state["loss_log"].tolist()]
     while True:
         pause_at = min(config.steps, view.step + chunk_steps) if chunk_steps else None
         paused = False
@@ -391,39 +431,85 @@ def fit_for(model: BaseModel, embedding: EmbeddingFile, display_name: str) -> tu
 
 
 class Session:
-    """Everything one visitor (one browser tab) has made or loaded."""
+    """Everything one visitor has made or loaded: one browser's pages, or one API caller."""
 
-    def __init__(self) -> None:
+    def __init__(self, visitor: str | None = None) -> None:
+        self.visitor = visitor  # see visitors.py; None: an API caller's session, ended with its connection
         self.uploads: list[Upload] = []
         self.concepts: dict[str, Concept] = {}  # lower-cased keyword -> concept
         self.run: RunView | None = None  # the latest run, going or done
         self.finished_runs: list[RunView] = []  # runs with a result, oldest first
+        self.interrupted: list[SavedRun] = []  # runs a server restart cut short, which can go on
         self.runs = 0
         self.suggested = ""  # the keyword last suggested from the concept name
         self.search_results: dict = {}  # repo id -> hub.HubConcept of the latest search
         self.refused: dict[str, str] = {}  # bare_keyword() of a file or Hub concept that was refused -> its name
         self.file_keyword: dict[str, str] = {}  # uploaded file's server path -> the keyword it was loaded as
+        self.pages = 0  # pages attached to a visitor's session (visitors.Visitors keeps count)
+        self.detached_at = time.monotonic()
         self._folder: Path | None = None
         self._lock = threading.Lock()
 
     def __deepcopy__(self, memo) -> "Session":
-        # gr.State deep-copies its value once per visitor; a Session is made fresh for each visitor.
+        # gr.State deep-copies values it is given; a session is one object, however many pages show it.
         return self
+
+    @property
+    def folder_name(self) -> str:
+        if self._folder is not None:
+            return self._folder.name
+        return visitor_folder_name(self.visitor) if self.visitor else ""
 
     @property
     def folder(self) -> Path:
         if self._folder is None:
             root = session_root()
             root.mkdir(parents=True, exist_ok=True)
-            self._folder = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+            if self.visitor:
+                self._folder = root / visitor_folder_name(self.visitor)
+                self._folder.mkdir(mode=0o700, exist_ok=True)
+            else:
+                self._folder = Path(tempfile.mkdtemp(prefix="session-", dir=root))
         return self._folder
 
-    def cleanup(self) -> None:
-        """Delete this session's files (called when gradio forgets the session)."""
-        if self.run and self.run.output_dir and self.training:
-            (Path(self.run.output_dir) / STOP_FILE).touch()
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
+    def quiet_since(self) -> float:
+        """Since when (monotonic) nothing has happened that its visitor may come back for: the
+        last page went, or the last run ended, whichever was later."""
+        ended = self.run.ended_at if self.run and self.run.ended_at else 0.0
+        return max(self.detached_at or 0.0, ended)
+
+    def cleanup(self) -> list[str]:
+        """Stop this session's run and delete its files; returns the folder names removed."""
+        if self.training:
+            self.stop()
+        folder = self._folder or (session_root() / self.folder_name if self.visitor else None)
+        if folder is None or not folder.exists():
+            return []
+        shutil.rmtree(folder, ignore_errors=True)
+        return [folder.name]
+
+    def restore(self, model: BaseModel) -> None:
+        """Bring back what this visitor's folder holds from an earlier server process: finished
+        runs as concepts with their downloads, interrupted ones as runs that can be resumed."""
+        if not self.visitor or not (session_root() / self.folder_name).is_dir():
+            return
+        for saved in saved_runs(self.folder):
+            self.runs = max(self.runs, run_number(saved.folder))
+            if not saved.ended:
+                self.interrupted.append(saved)
+                continue
+            try:
+                concept, _ = fit_embedding(read_embedding(saved.folder / "learned_embeds.safetensors"), model)
+            except ValueError:
+                continue  # trained on another base model: nothing this one can use
+            concept.token, concept.concept_type = saved.config.token, saved.config.concept_type
+            concept.source = f"trained here ({saved.step} steps)"
+            self.add_concept(concept, replace=True)
+            view = RunView(step=saved.step, total=saved.config.steps, phase="finished", output_dir=saved.folder,
+                           keyword=saved.config.token, finished=Finished(saved.step, False, saved.folder, concept),
+                           ended_at=time.monotonic())
+            view.files = download_files(saved.folder, model.family.is_sdxl)
+            self.finished_runs.append(view)
 
     # images
 
@@ -541,13 +627,25 @@ class Session:
 
     @property
     def training(self) -> bool:
-        return self.run is not None and self.run.phase in ("preparing", "training", "stopping")
+        return self.run is not None and self.run.ended_at is None
 
     def new_run_folder(self, token: str) -> Path:
         self.runs += 1
         folder = self.folder / f"run-{self.runs:02d}-{concept_name(token)}"
         folder.mkdir(parents=True)
         return folder
+
+    def finish_run(self, view: RunView, is_sdxl: bool) -> str | None:
+        """A run ended with a result: its concept joins the session (replacing an earlier one of
+        the same keyword), its folder is marked as ended and its downloads are made. Returns a
+        note for the visitor, if any."""
+        concept = view.finished.concept
+        concept.source = f"trained here ({view.step} steps)"
+        view.keyword, note = self.add_concept(concept, replace=True)
+        write_result(view.output_dir, view.step, view.finished.stopped)
+        view.files = download_files(view.output_dir, is_sdxl)
+        self.finished_runs.append(view)
+        return note
 
     def start(self, total: int) -> RunView:
         with self._lock:

@@ -66,6 +66,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     captions: dict[str, str] = field(default_factory=dict)  # image file name -> caption with the keyword
     save_every: int = 0
+    autosave_seconds: float = 0  # also checkpoint this often (the app: every minute), keeping only the latest
     preview_every: int = 0
     preview_prompt: str | None = None
     preview_seed: int = 0
@@ -184,6 +185,7 @@ class Trainer:
         self.order = torch.empty(0, dtype=torch.long)  # the current pass over the images
         self.loss_log: list[tuple[int, float, float]] = []
         self._stop = threading.Event()
+        self._autosaved: Path | None = None  # the latest time-based checkpoint, replaced by the next
 
     def _prompts(self, names: list[str]) -> list[list[str]]:
         """Candidate prompts per image: its caption if it has one, else every template."""
@@ -289,6 +291,7 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._write_settings()
             write_concept_images(self.images, self.output_dir / "concept_images")
+        saved_at = time.monotonic()
         while self.step < end and not self._stop.is_set():
             loss = self.train_step()
             self.step += 1
@@ -299,9 +302,13 @@ class Trainer:
             yield Progress(self.step, config.steps, loss, lr, elapsed, eta)
             if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
                 yield Checkpointed(self.step, self.save_checkpoint())
+                saved_at = time.monotonic()
+            elif config.autosave_seconds and time.monotonic() - saved_at >= config.autosave_seconds:
+                yield Checkpointed(self.step, self.autosave())
+                saved_at = time.monotonic()
             if config.preview_every and config.preview_prompt and self.step % config.preview_every == 0 and self.is_main:
                 yield Preview(self.step, self.preview())
-        self.save_checkpoint()  # the final state too: a finished or stopped run can be continued
+        self.autosave()  # the final state too: a finished or stopped run can be continued
         if self.step < config.steps and not self._stop.is_set():
             yield Paused(self.step)
             return
@@ -392,6 +399,14 @@ class Trainer:
             torch.save(state, path)
             self.save_outputs()  # the files on disk always hold the latest vectors
         return path
+
+    def autosave(self) -> Path:
+        """A time-based checkpoint, so a crash or a kill loses at most `autosave_seconds` of work.
+        Only the latest is kept: they would otherwise pile up over a long run."""
+        previous, self._autosaved = self._autosaved, self.save_checkpoint()
+        if previous is not None and previous != self._autosaved and self.is_main:
+            previous.unlink(missing_ok=True)
+        return self._autosaved
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint file, or the latest one in an output folder."""
