@@ -643,7 +643,8 @@ def watch_run(session: ts.Session | None):
     """A reloaded page streams the session's run if one is going, else shows how the last one ended."""
     session = viewing(session)
     view = session.run or (session.finished_runs[-1] if session.finished_runs else None)
-    if view is None:
+    if view is None:  # nothing to show; a generator that yields nothing would blank every output
+        yield train_update(gr.update())
         return
     if view.ended_at is None:
         yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view), running=True, clear=True)

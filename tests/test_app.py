@@ -407,3 +407,67 @@ def test_offline_without_weights_opens_on_the_demo_model(app_module, tmp_path, m
     model, reason = app.load_model("someone/never-cached-model")
     assert model.is_demo and time.monotonic() - begin < 5
     assert "the Hub can't be reached: can't connect to huggingface.co, and there is no copy in the local cache" in reason
+
+
+def session_folders(app_module) -> set[str]:
+    return {p.name for p in Path(os.environ["TEXTINV_WORK_ROOT"]).glob("session-*")}
+
+
+def test_an_api_session_ends_with_its_connection(app_module, monkeypatch):
+    """gradio_client sessions are gradio sessions: closed, they are forgotten (after gradio's grace,
+    here 1 s) and their folder goes with them."""
+    monkeypatch.setenv("GRADIO_IS_E2E_TEST", "1")  # gradio's grace after a closed connection: 1 s, not an hour
+    before = session_folders(app_module)
+    c = client(app_module[1])
+    add_images(c, ROBOT[:2])
+    c.predict(*train_args("<short-lived>", steps=2, preview_every=0), api_name="/train")
+    mine = session_folders(app_module) - before
+    assert len(mine) == 1 and any((Path(os.environ["TEXTINV_WORK_ROOT"]) / mine.pop()).glob("run-*"))
+    c.close()
+    deadline = time.monotonic() + 30
+    while session_folders(app_module) - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session_folders(app_module) - before == set()
+
+
+def test_a_bad_keyword_or_a_failed_run_leaves_the_tab_able_to_train(app_module, monkeypatch):
+    app, url = app_module
+    c = client(url)
+    add_images(c, ROBOT[:2])
+    too_long = ("rocket", *train_args("<" + "k" * 298 + ">", steps=2)[1:])  # a fine name, a 300-character keyword
+    refused = c.predict(*too_long, api_name="/train")[0]
+    assert "Keyword" in refused and "too long" in refused and no_server_path(refused)
+
+    real = app.ts.run_training
+
+    def broken(*args, **kwargs):
+        yield from real(*args, **kwargs)
+        raise RuntimeError("the disk is full")  # fails after every step has run
+
+    monkeypatch.setattr(app.ts, "run_training", broken)
+    failed = c.predict(*train_args("<breaks>", steps=2, preview_every=0), api_name="/train")[0]
+    assert "failed unexpectedly" in failed and "disk" not in failed  # the cause goes to the log, not the page
+    monkeypatch.setattr(app.ts, "run_training", real)
+    status, *_, result = c.predict(*train_args("<works>", steps=2, preview_every=0), api_name="/train")
+    assert "Finished" in status and "<works>" in result
+
+
+def test_generation_does_not_wait_behind_training(app_module):
+    app, url = app_module
+    assert app.TRAIN_SLOTS == 1  # on a CPU: one run at a time, and images beside it
+    first, second, drawer = client(url), client(url), client(url)
+    for c in (first, second):
+        add_images(c, ROBOT[:2])
+    long_run = first.submit(*train_args("<long>", steps=5000, preview_every=0), api_name="/train")
+    while not any("step" in str(out[0]) for out in long_run.outputs()):
+        assert not long_run.done(), long_run.result()
+        time.sleep(0.1)
+    queued = second.submit(*train_args("<queued>", steps=2, preview_every=0), api_name="/train")
+    while not any("Waiting for a free training slot" in str(out[0]) for out in queued.outputs()):
+        assert not queued.done(), queued.result()
+        time.sleep(0.1)
+    images, status = drawer.predict("a photo of a robot", "", 2, 7.5, 64, 64, 1, 1, api_name="/generate")
+    assert len(images) == 1 and "✔" in status and not long_run.done()  # drawn while the training goes on
+    assert "Stopping" in first.predict(api_name="/stop")
+    assert "Stopped early" in long_run.result(timeout=60)[0]
+    assert "Finished" in queued.result(timeout=120)[0]  # the waiting run then got the slot
