@@ -31,7 +31,8 @@ from .images import TrainingImage
 from .latents import LatentCache, encode_images
 from .loss import Batch, denoising_loss
 from .models import BaseModel
-from .quality import Readout, readout
+from .quality import Readout, evaluation_loss, evaluation_set, readout
+from .stopping import Plateau, PlateauRule
 from .prompts import tokenize_all
 from .templates import templates_for
 from .writers import write_concept_files, write_concept_images
@@ -71,6 +72,7 @@ class TrainConfig:
     preview_prompt: str | None = None
     preview_seed: int = 0
     evaluate: bool = True  # measure the learned keyword against its starting word at the end
+    stop_when_learned: bool = False  # end the run once the evaluation loss stops improving (stopping.py)
 
     def check(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum}
@@ -122,6 +124,7 @@ class Finished:
     output_dir: Path
     concept: Concept
     readout: Readout | None = None  # how well it was learned (None when the config turns it off)
+    learned_at: int | None = None  # stopped when learned: the step whose vectors were kept
 
 
 def _on_cpu(value):
@@ -186,6 +189,7 @@ class Trainer:
         self.loss_log: list[tuple[int, float, float]] = []
         self._stop = threading.Event()
         self._autosaved: Path | None = None  # the latest time-based checkpoint, replaced by the next
+        self.plateau: Plateau | None = None  # with stop_when_learned: the readings and the best vectors
 
     def _prompts(self, names: list[str]) -> list[list[str]]:
         """Candidate prompts per image: its caption if it has one, else every template."""
@@ -291,8 +295,10 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._write_settings()
             write_concept_images(self.images, self.output_dir / "concept_images")
-        saved_at = time.monotonic()
-        while self.step < end and not self._stop.is_set():
+        saved_at, learned = time.monotonic(), False
+        if config.stop_when_learned and self.plateau is None:
+            self.plateau = self._watch_plateau()
+        while self.step < end and not self._stop.is_set() and not learned:
             loss = self.train_step()
             self.step += 1
             lr = self.lr_scheduler.get_last_lr()[0]
@@ -308,12 +314,32 @@ class Trainer:
                 saved_at = time.monotonic()
             if config.preview_every and config.preview_prompt and self.step % config.preview_every == 0 and self.is_main:
                 yield Preview(self.step, self.preview())
+            if self.plateau and self.plateau.due(self.step):
+                learned = self.plateau.offer(self.step, self._evaluation_loss(), self.concept.vectors)
+        if learned:
+            self._keep_best()
         self.autosave()  # the final state too: a finished or stopped run can be continued
-        if self.step < config.steps and not self._stop.is_set():
+        if self.step < config.steps and not self._stop.is_set() and not learned:
             yield Paused(self.step)
             return
         quality = self.readout() if config.evaluate and self.is_main else None
-        yield Finished(self.step, self.step < config.steps, self.output_dir, self.concept.detached(), quality)
+        yield Finished(self.step, self.step < config.steps and not learned, self.output_dir, self.concept.detached(),
+                       quality, self.plateau.best_step if learned else None)
+
+    def _watch_plateau(self) -> Plateau:
+        self._evalset = evaluation_set(self.model, self.latents, self.config.concept_type)
+        start = self._evaluation_loss(self.start)
+        return Plateau(PlateauRule(), start, {k: v.detach() for k, v in self.concept.vectors.items()})
+
+    def _evaluation_loss(self, concept: Concept | None = None) -> float:
+        concept = concept or self.concept.detached()
+        return evaluation_loss(self.model, self._evalset, concept.token, [concept])
+
+    def _keep_best(self) -> None:
+        """Training past the best reading only added noise: go back to the best vectors."""
+        with torch.no_grad():
+            for kind, vector in self.concept.vectors.items():
+                vector.copy_(self.plateau.best_vectors[kind])
 
     def preview(self) -> list:
         from .generate import generate  # generation imports the pipeline machinery; keep it lazy

@@ -18,6 +18,7 @@ What is kept, and for how long:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -105,6 +106,7 @@ class Visitors:
             if session.visitor is None:
                 self._anonymous.discard(session)
                 session.cleanup()
+                gc.collect()  # a session's images, latents and runs sit in reference cycles; free them now
                 return
             session.pages -= 1
             if session.pages <= 0:
@@ -123,6 +125,7 @@ class Visitors:
                 if session.pages <= 0 and not session.training and now - session.quiet_since() >= self.run_grace:
                     del self._visitors[visitor]
                     removed += session.cleanup()
+                    gc.collect()
             owned = {s.folder_name for s in [*self._visitors.values(), *self._anonymous]}
         root = root or session_root()
         for folder in root.glob("*-*") if root.is_dir() else []:
