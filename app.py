@@ -373,6 +373,10 @@ def progress_text(view: ts.RunView) -> str:
     elapsed = estimate.format_duration(time.monotonic() - view.started)
     if view.phase in ("finished", "stopped"):
         verb = "Finished" if view.phase == "finished" else "Stopped early, keeping what was learned"
+        learned_at = view.finished.learned_at if view.finished else None
+        if learned_at is not None:
+            return (f"✔ **Finished: learned** by step {view.step} of {view.total} in {elapsed}; it got no better "
+                    f"after step {learned_at}, whose vectors it kept.")
         return f"✔ **{verb}**: {view.step} / {view.total} steps in {elapsed}."
     eta = view.eta
     left = f" · about {estimate.format_duration(eta)} left" if eta is not None else ""
@@ -487,14 +491,15 @@ def train_update(status, plot=None, previews=None, running: bool = False, clear:
 
 
 def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution, seed, flip,
-          schedule, preview_prompt, preview_every, session: ts.Session | None):
+          schedule, preview_prompt, preview_every, stop_when_learned, session: ts.Session | None):
     """Start a training run and stream it: progress, loss curve, previews, then the downloads. The
     run goes on by itself (`runs.Runner`): closing or reloading the page only stops the streaming.
     The session is the last output, so an API caller's first run keeps its session."""
     session = own(session)
     try:
         request = forms.train_request(APP["resolutions"], name, keyword, concept_type, init_word, steps, lr, vectors,
-                                      batch_size, resolution, seed, flip, schedule, preview_prompt, preview_every)
+                                      batch_size, resolution, seed, flip, schedule, preview_prompt, preview_every,
+                                      stop_when_learned)
         config = ts.train_config(request)
         images = session.usable_images()
         if not images:
@@ -998,6 +1003,9 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                                                             label=forms.SCHEDULE.label))
                                 flip = gr.Checkbox(value=True, label=forms.FLIP.label,
                                                    info="Turn off for text, logos or anything one-sided")
+                                stop_when_learned = gr.Checkbox(
+                                    value=True, label=forms.STOP_WHEN_LEARNED.label, elem_id="stop-when-learned",
+                                    info="End the run once your images are explained no better, keeping the best vectors")
                             with gr.Row():
                                 preview_prompt = textbox(forms.PREVIEW_PROMPT, placeholder="default: a photo of <keyword>",
                                                          elem_id="preview-prompt")
@@ -1154,7 +1162,7 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
         train_btn.click(
             train,
             [name, keyword, concept_type, init_word, steps, lr, vectors, batch_size, resolution, seed, flip,
-             schedule, preview_prompt, preview_every, session],
+             schedule, preview_prompt, preview_every, stop_when_learned, session],
             [*train_outputs, session], api_name="train", show_progress="hidden", concurrency_limit=None,
         ).then(show_estimate, estimate_inputs, [estimate_md], api_visibility="private", **in_order)  # now learned
         resume_btn.click(resume, [session], [*train_outputs, resume_box], api_name="resume", show_progress="hidden",

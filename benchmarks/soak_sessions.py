@@ -3,8 +3,9 @@
 
 The app runs in this process on the tiny demo model. Each cycle is a fresh API visitor
 (gradio_client): it adds three images, trains 4 steps, draws one image and disconnects. The table
-gives the server process's RSS and the session folders on disk after every cycle; memory should
-level off after the first few cycles (allocator pools, caches) and the folders should not pile up.
+gives, after every cycle and a garbage collection, the server process's RSS, the session folders on
+disk and the `Session` objects still alive; memory should level off after the first few cycles
+(allocator pools, caches), and neither folders nor sessions should pile up.
 
 gradio forgets a closed session an hour after it closed; here `GRADIO_IS_E2E_TEST=1` shortens that
 to a second, as gradio's own tests do, so a cycle's session is gone before the next one is measured.
@@ -16,6 +17,7 @@ to a second, as gradio's own tests do, so a cycle's session is gone before the n
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="textinv-soak-"))
     os.environ["TEXTINV_WORK_ROOT"] = str(root)
     import app
+    from textinv_core.session import Session
 
     demo = app.build_app("builtin:tiny-sd")
     app.launch(demo, prevent_thread_lock=True, quiet=True)
@@ -67,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
             cycle(demo.local_url, number)
             time.sleep(3)  # gradio's 1 s grace and its once-a-second sweep
             folders = len(list(root.glob("session-*")))
-            rows.append((number, rss_mb(), folders, time.perf_counter() - began))
-            print(f"cycle {number}: RSS {rows[-1][1]:.0f} MB, session folders {folders}", file=sys.stderr, flush=True)
+            gc.collect()
+            alive = sum(isinstance(o, Session) for o in gc.get_objects())
+            rows.append((number, rss_mb(), folders, alive, time.perf_counter() - began))
+            print(f"cycle {number}: RSS {rows[-1][1]:.0f} MB, session folders {folders}, sessions alive {alive}",
+                  file=sys.stderr, flush=True)
     finally:
         demo.close()
-    print("\n| cycle | RSS MB | session folders | seconds |\n|---|---|---|---|")
-    for number, rss, folders, seconds in rows:
-        print(f"| {number} | {rss:.0f} | {folders} | {seconds:.1f} |")
+    print("\n| cycle | RSS MB | session folders | sessions alive | seconds |\n|---|---|---|---|---|")
+    for number, rss, folders, alive, seconds in rows:
+        print(f"| {number} | {rss:.0f} | {folders} | {alive} | {seconds:.1f} |")
     if len(rows) >= 10:
         early, late = rows[4], rows[-1]  # after the first cycles have filled caches and pools
         per_cycle = (late[1] - early[1]) / (late[0] - early[0])

@@ -50,10 +50,12 @@ def client(url: str) -> Client:
     return Client(url, verbose=False)
 
 
-def train_args(keyword: str, steps: int = 4, preview_every: int = 2, init: str = "robot") -> tuple:
+def train_args(keyword: str, steps: int = 4, preview_every: int = 2, init: str = "robot",
+               stop_when_learned: bool = False) -> tuple:
     # name, keyword, type, init word, steps, lr, vectors, batch, resolution, seed, flip, schedule,
-    # preview prompt, preview every
-    return (keyword.strip("<>"), keyword, "object", init, steps, 0.005, 1, 1, 64, 0, True, "constant", "", preview_every)
+    # preview prompt, preview every, stop when learned
+    return (keyword.strip("<>"), keyword, "object", init, steps, 0.005, 1, 1, 64, 0, True, "constant", "", preview_every,
+            stop_when_learned)
 
 
 def add_images(c: Client, paths) -> tuple:

@@ -97,6 +97,8 @@ def test_a_run_survives_a_reload_a_kill_and_a_restart(tiny_sd, tmp_path):
             page.locator("#concept-name textarea").fill("long rocket")
             page.locator("#init-word textarea").fill("robot")
             page.locator("#steps input[type=number]").fill("5000")
+            page.get_by_text("Advanced").click()
+            page.locator("#stop-when-learned input").uncheck()  # this run must go on until it is killed
             page.get_by_role("button", name="Train", exact=True).click()
             first = shown_step(page)
 

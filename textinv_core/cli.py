@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", type=Path, help="output folder (default outputs/NAME)")
     train.add_argument("--resume", type=Path, metavar="DIR", help="continue a run from its output folder")
     train.add_argument("--save-every", type=int, default=0, metavar="N", help="checkpoint every N steps")
+    train.add_argument("--stop-when-learned", action="store_true",
+                       help="end once the loss on fixed noises stops improving, keeping the best vectors")
     train.add_argument("--preview-every", type=int, default=0, metavar="N")
     train.add_argument("--preview-prompt")
     _add_placement(train)
@@ -129,7 +131,7 @@ def _load_model(args: argparse.Namespace, distributed=None):
 
     diffusers_logging.disable_progress_bar()
     device = str(distributed.device) if distributed else args.device
-    model = load_base_model(args.model, choose_placement(device, args.dtype))
+    model = load_base_model(args.model, choose_placement(device, args.dtype, small_model=args.model.startswith("builtin:")))
     if distributed is None or distributed.is_main_process:
         print(f"model: {model.label} on {model.placement.describe()}", file=sys.stderr)
     return model
@@ -156,7 +158,7 @@ def _train_config(args: argparse.Namespace):
         grad_accum=args.grad_accum, resolution=args.resolution, seed=args.seed, flip=not args.no_flip,
         min_snr_gamma=args.min_snr_gamma, norm_weight=args.norm_weight,
         gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every,
-        preview_every=args.preview_every, preview_prompt=args.preview_prompt, captions=_captions(args.captions),
+        stop_when_learned=args.stop_when_learned, preview_every=args.preview_every, preview_prompt=args.preview_prompt, captions=_captions(args.captions),
     )
 
 
@@ -206,6 +208,8 @@ def run_train(args: argparse.Namespace) -> int:
             elif isinstance(event, Finished) and not quiet:
                 bar.close()
                 print(f"{'stopped' if event.stopped else 'done'} at step {event.step}: {event.output_dir}")
+                if event.learned_at is not None:
+                    print(f"learned: no better after step {event.learned_at}, whose vectors were kept")
                 if event.readout:
                     print(f"quality: {event.readout.summary()}")
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ VECTORS = NumberField("Vectors per keyword", 1, MAX_VECTORS, 1, integer=True)
 BATCH_SIZE = NumberField("Batch size", 1, 8, 1, integer=True)
 TRAIN_SEED = NumberField("Seed", 0, MAX_SEED, 0, integer=True)
 FLIP = FlagField("Mirror images at random")
+STOP_WHEN_LEARNED = FlagField("Stop when learned")
 SCHEDULE = ChoiceField("Learning-rate schedule", ("constant", "cosine"))
 PREVIEW_EVERY = NumberField("Preview every N steps", 0, 5000, 100, integer=True)
 
@@ -77,11 +78,12 @@ class TrainRequest:
     schedule: str
     preview_prompt: str
     preview_every: int
+    stop_when_learned: bool = True
 
 
 def train_request(resolutions: list[int], name: Any, keyword: Any, concept_type: Any, init_word: Any, steps: Any,
                   lr: Any, vectors: Any, batch_size: Any, resolution: Any, seed: Any, flip: Any, schedule: Any,
-                  preview_prompt: Any, preview_every: Any) -> TrainRequest:
+                  preview_prompt: Any, preview_every: Any, stop_when_learned: Any = True) -> TrainRequest:
     """Check every Train field, in the order the page shows them."""
     return TrainRequest(
         name=NAME.parse(name),
@@ -98,6 +100,7 @@ def train_request(resolutions: list[int], name: Any, keyword: Any, concept_type:
         schedule=SCHEDULE.parse(schedule),
         preview_prompt=PREVIEW_PROMPT.parse(preview_prompt),
         preview_every=PREVIEW_EVERY.parse(preview_every),
+        stop_when_learned=STOP_WHEN_LEARNED.parse(stop_when_learned),
     )
 
 

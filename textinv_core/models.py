@@ -157,7 +157,7 @@ def load_base_model(spec: str, placement: Placement | None = None) -> BaseModel:
     Frozen means: every weight has requires_grad=False and the modules are in eval mode; training
     only ever adds vectors beside the model, so one loaded model can serve many users at once.
     """
-    placement = placement or choose_placement()
+    placement = placement or choose_placement(small_model=spec.startswith(BUILTIN_PREFIX))
     path = resolve_model_path(spec)
     if not spec.startswith(BUILTIN_PREFIX) and Path(spec).exists() and not (Path(spec) / "model_index.json").exists():
         raise ValueError(f"model folder {spec} has no model_index.json: it is not a diffusers pipeline folder")

@@ -216,6 +216,7 @@ def train_config(request: TrainRequest) -> TrainConfig:
         preview_every=request.preview_every,
         preview_prompt=request.preview_prompt or default_preview_prompt(keyword, request.concept_type),
         preview_seed=request.seed,
+        stop_when_learned=request.stop_when_learned,
     )
 
 
