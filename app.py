@@ -987,13 +987,13 @@ def build_app(model_spec: str | BaseModel | None = None, hub_endpoint: str | Non
                                     info="Set by whoever runs this app ($TEXTINV_MODEL)")
                         with gr.Row():
                             steps = number_box(forms.STEPS, elem_id="steps", scale=2,
-                                               info="~1000 for an object, ~2000 for a style (1 to 5000)")
+                                               info="at most; it stops sooner once learned (1 to 5000)")
                             lr = number_box(forms.LEARNING_RATE, step=0.0005, elem_id="learning-rate", scale=1,
                                             info="the method's default; 0.00001 to 0.5")
                         with gr.Accordion("Advanced", open=False):
                             with gr.Row():
                                 vectors = slider(forms.VECTORS, 1, info="More can hold more detail but overfits sooner")
-                                batch_size = slider(forms.BATCH_SIZE, 1)
+                                batch_size = slider(forms.BATCH_SIZE, forms.BATCH_SIZE.default)
                             with gr.Row():
                                 resolution = number_choices(gr.Dropdown(APP["resolutions"], value=native,
                                                                         label=forms.resolution_field([]).label))

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .train import DEFAULT_LR, DEFAULT_STEPS
+from .train import DEFAULT_BATCH, DEFAULT_LR, DEFAULT_STEPS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     train.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"learning rate (default {DEFAULT_LR})")
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
-    train.add_argument("--batch-size", type=int, default=1)
+    train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     train.add_argument("--grad-accum", type=int, default=1)
     train.add_argument("--resolution", type=int, help="default: the model's native resolution")
     train.add_argument("--seed", type=int, default=0)

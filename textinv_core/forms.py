@@ -14,7 +14,7 @@ from typing import Any
 
 from .concepts import MAX_VECTORS
 from .fields import ChoiceField, FlagField, NumberField, TextField, parse_keyword
-from .train import DEFAULT_LR, DEFAULT_STEPS
+from .train import DEFAULT_BATCH, DEFAULT_LR, DEFAULT_STEPS
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens (~300 characters); this leaves room for pasted prompts
@@ -27,7 +27,7 @@ CONCEPT_TYPE = ChoiceField("What is it?", ("object", "style"))
 STEPS = NumberField("Steps", 1, 5000, DEFAULT_STEPS, integer=True)
 LEARNING_RATE = NumberField("Learning rate", 0.00001, 0.5, DEFAULT_LR)
 VECTORS = NumberField("Vectors per keyword", 1, MAX_VECTORS, 1, integer=True)
-BATCH_SIZE = NumberField("Batch size", 1, 8, 1, integer=True)
+BATCH_SIZE = NumberField("Batch size", 1, 8, DEFAULT_BATCH, integer=True)
 TRAIN_SEED = NumberField("Seed", 0, MAX_SEED, 0, integer=True)
 FLIP = FlagField("Mirror images at random")
 STOP_WHEN_LEARNED = FlagField("Stop when learned")
