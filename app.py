@@ -535,6 +535,7 @@ def start_run(session: ts.Session, view: ts.RunView, images, config: TrainConfig
     the session whether or not a page is still watching."""
     config.autosave_seconds = AUTOSAVE_SECONDS
     stop_file = output_dir / ts.STOP_FILE
+    view.update(output_dir=output_dir, keyword=config.token)  # Stop works while it waits for a slot too
 
     def drive():
         return ts.run_training(images, config, output_dir, train_on_gpu, zero_gpu_chunk_steps(config), view, state)

@@ -470,6 +470,13 @@ def test_generation_does_not_wait_behind_training(app_module):
         time.sleep(0.1)
     images, status = drawer.predict("a photo of a robot", "", 2, 7.5, 64, 64, 1, 1, api_name="/generate")
     assert len(images) == 1 and "✔" in status and not long_run.done()  # drawn while the training goes on
+    add_images(drawer, ROBOT[:2])
+    given_up = drawer.submit(*train_args("<given-up>", steps=2, preview_every=0), api_name="/train")
+    while not any("1 run ahead of yours" in str(out[0]) for out in given_up.outputs()):
+        assert not given_up.done(), given_up.result()
+        time.sleep(0.1)
+    assert "Stopping" in drawer.predict(api_name="/stop")  # Stop works on a run that is still waiting
+    assert "Stopped before it started" in given_up.result(timeout=30)[0]
     assert "Stopping" in first.predict(api_name="/stop")
     assert "Stopped early" in long_run.result(timeout=60)[0]
     assert "Finished" in queued.result(timeout=120)[0]  # the waiting run then got the slot

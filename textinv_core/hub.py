@@ -118,7 +118,7 @@ def _probe(endpoint: str) -> str | None:
             answer.append(None)
         except httpx2.TimeoutException:
             answer.append(f"{host} did not answer within {PROBE_SECONDS:.0f} s")
-        except httpx2.HTTPError:
+        except Exception:  # any failure to get an answer (HTTP, DNS, a patched resolver) means not there
             answer.append(f"can't connect to {host}: no network, or it is blocked")
 
     thread = threading.Thread(target=ask, name="hub-probe", daemon=True)
