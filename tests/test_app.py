@@ -472,7 +472,7 @@ def test_generation_does_not_wait_behind_training(app_module):
     assert len(images) == 1 and "✔" in status and not long_run.done()  # drawn while the training goes on
     add_images(drawer, ROBOT[:2])
     given_up = drawer.submit(*train_args("<given-up>", steps=2, preview_every=0), api_name="/train")
-    while not any("1 run ahead of yours" in str(out[0]) for out in given_up.outputs()):
+    while not any("2 runs ahead of yours" in str(out[0]) for out in given_up.outputs()):  # the running one and <queued>
         assert not given_up.done(), given_up.result()
         time.sleep(0.1)
     assert "Stopping" in drawer.predict(api_name="/stop")  # Stop works on a run that is still waiting
