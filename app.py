@@ -440,7 +440,7 @@ def suggest_keyword(name: str, keyword: str, session: ts.Session):
     """Follow the concept name with `<name>` until the visitor edits the keyword themselves."""
     session = viewing(session)
     suggestion = ts.suggest_keyword(name)
-    previous = getattr(session, "suggested", "")
+    previous = session.suggested
     session.suggested = suggestion
     if not keyword or keyword == previous:
         return suggestion
@@ -518,15 +518,25 @@ def train(name, keyword, concept_type, init_word, steps, lr, vectors, batch_size
     except Exception as err:
         yield (*train_update(unexpected(err, "starting the run")), session)
         return
-    try:  # from here on the tab is marked as training: any failure must end the run, or it never could again
+    def begin() -> None:
         start_run(session, view, images, config, session.new_run_folder(config.token))
+
+    for update in start_and_follow(session, view, begin, "starting the run"):
+        yield (*update, session)
+
+
+def start_and_follow(session: ts.Session, view: ts.RunView, begin, what: str):
+    """Call `begin()` to start a run the session has marked as training, then stream it. From the
+    mark on, any failure must end the run, or the tab could never train again."""
+    try:
+        begin()
     except Exception as err:
         view.update(phase="failed", ended_at=time.monotonic())
-        yield (*train_update(unexpected(err, "starting the run")), session)
+        yield train_update(unexpected(err, what))
         return
-    yield (*train_update(progress_text(view), plot=gr.update(value=None), previews=[], running=True, clear=True), session)
-    for update in follow(view, session):
-        yield (*update, session)
+    plot = loss_frame(view.losses) if view.losses else gr.update(value=None)
+    yield train_update(progress_text(view), plot, previews=[], running=True, clear=True)
+    yield from follow(view, session)
 
 
 def start_run(session: ts.Session, view: ts.RunView, images, config: TrainConfig, output_dir: Path,
@@ -670,16 +680,12 @@ def resume(session: ts.Session | None):
     except ValueError as err:
         yield (*train_update(failed(err)), gr.update())
         return
-    try:
-        session.interrupted.pop()
-        (saved.folder / ts.STOP_FILE).unlink(missing_ok=True)  # left by the shutdown that interrupted it
+    session.interrupted.pop()
+    (saved.folder / ts.STOP_FILE).unlink(missing_ok=True)  # left by the shutdown that interrupted it
+    def begin() -> None:
         start_run(session, view, saved.images(), saved.config, saved.folder, saved.state())
-    except Exception as err:
-        view.update(phase="failed", ended_at=time.monotonic())
-        yield (*train_update(unexpected(err, "resuming the run")), hide)
-        return
-    yield (*train_update(progress_text(view), loss_frame(view.losses), [], running=True, clear=True), hide)
-    for update in follow(view, session):
+
+    for update in start_and_follow(session, view, begin, "resuming the run"):
         yield (*update, hide)
 
 

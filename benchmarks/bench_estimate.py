@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((spec, batch, preview_every, kind, est.seconds, actual))
                 print(f"{spec} batch {batch} previews every {preview_every}: {kind} estimate {est.seconds:.1f} s, "
                       f"actual {actual:.1f} s", file=sys.stderr, flush=True)
-    print(f"\n| model | batch | preview every | estimate | estimated s | actual s | estimate / actual |\n"
+    print("\n| model | batch | preview every | estimate | estimated s | actual s | estimate / actual |\n"
           "|---|---|---|---|---|---|---|")
     for spec, batch, every, kind, est, actual in rows:
         print(f"| {spec} | {batch} | {every or '—'} | {kind} | {est:.1f} | {actual:.1f} | {est / actual:.2f} |")

@@ -261,7 +261,6 @@ def run_recipe(bench: Bench, recipe: Recipe, concept: ConceptSet, seed: int) -> 
             step, learned, start, steps_done = ours_loop(bench, recipe, concept, seed, Path(out))
         else:
             step, learned, start, steps_done = reference_loop(bench, recipe, concept, seed)
-        start = start() if callable(start) else start
         _, _, word_loss, oracle = bench.concept_data(concept)
         start_loss = bench.loss(concept, start)
         curve = [{"step": 0, "image_steps": 0, "seconds": 0.0, "loss": start_loss}]

@@ -1,20 +1,14 @@
 #!/usr/bin/env python3
-"""How faithfully `builtin:toyworld` draws what a prompt asks, how fast it is, and how well the
-example concepts are learned on it with the default settings.
+"""How faithfully `builtin:toyworld` draws what a prompt asks, and how fast it is. (How well
+concepts are learned on it, against the reference recipes: `bench_quality.py`.)
 
 Base model: for prompts in the world's vocabulary ("a red robot on the beach", every object with
 several colours and backgrounds, and every named style), pictures are generated and read by the
 attribute checker; the table gives the share that shows each asked attribute, next to the
 checker's own accuracy on rendered scenes (its ceiling) and the rate a blind guess would reach.
 
-Concepts (`--concepts`): each set in examples/ is trained with the CLI's defaults; the table gives
-the wall time, the readout, the share of the start-to-oracle gap closed on the evaluation set, and
-what the checker sees in "a photo of <keyword>" (fidelity) against "a photo of <starting word>",
-and in composed prompts (editability: the asked background or style is kept).
-
     python benchmarks/bench_toyworld.py                 # 4 pictures per prompt, guidance 5
     python benchmarks/bench_toyworld.py --per-prompt 8 --guidance 3 5 7.5
-    python benchmarks/bench_toyworld.py --concepts --skip-base
 """
 
 from __future__ import annotations
@@ -59,57 +53,6 @@ def attribute_rates(model, checker, per_prompt: int, guidance: float) -> dict[st
     return {name: sum(v) / len(v) for name, v in hits.items()}
 
 
-def learn_concepts(model, checker, per_prompt: int, guidance: float, steps: int | None) -> list[dict]:
-    """Train every example set with the defaults and measure what was learned."""
-    import tempfile
-
-    from textinv_core.images import load_images
-    from textinv_core.quality import evaluation_loss, evaluation_set
-    from textinv_core.train import TrainConfig, Trainer
-
-    rows = []
-    for meta_file in sorted((REPO / "examples").glob("*/concept.json")):
-        meta = json.loads(meta_file.read_text())
-        config = TrainConfig(token=meta["token"], init_word=meta["init_word"], concept_type=meta["concept"])
-        if steps:
-            config.steps = steps
-        with tempfile.TemporaryDirectory() as out:
-            started = time.perf_counter()
-            trainer = Trainer(model, load_images([meta_file.parent]), config, Path(out))
-            finished = list(trainer.run())[-1]
-            seconds = time.perf_counter() - started
-        evalset = evaluation_set(model, trainer.latents, meta["concept"])
-        start = evaluation_loss(model, evalset, meta["token"], [trainer.start])
-        learned = evaluation_loss(model, evalset, meta["token"], [finished.concept])
-        best = measure.oracle(model, evalset, meta["concept"])
-        token, attrs = meta["token"], meta["attributes"]
-        if meta["concept"] == "style":
-            fidelity_prompt, before_prompt = f"a painting in the style of {token}", f"a painting in the style of {meta['init_word']}"
-            composed = {"background": [(f"a red car on the beach in the style of {token}", "beach"),
-                                       (f"a blue robot in the snow in the style of {token}", "snow")]}
-        else:
-            fidelity_prompt, before_prompt = f"a photo of {token}", f"a photo of {meta['init_word']}"
-            composed = {"background": [(f"a photo of {token} on the beach", "beach"), (f"a photo of {token} at night", "night")],
-                        "style": [(f"a photo of {token}, dotted style", "dotted"), (f"a photo of {token}, striped style", "striped")]}
-        seen = measure.readings(model, checker, fidelity_prompt, [finished.concept], per_prompt, guidance=guidance)
-        before = measure.readings(model, checker, before_prompt, (), per_prompt, guidance=guidance)
-        kept = {}
-        for name, asks in composed.items():
-            hits = []
-            for prompt, value in asks:
-                got = measure.readings(model, checker, prompt, [finished.concept], per_prompt, guidance=guidance)
-                hits += [r[name] == value and all(r[k] == v for k, v in attrs.items() if k != name) for r in got]
-            kept[name] = sum(hits) / len(hits)
-        rows.append({
-            "token": token, "steps": config.steps, "seconds": seconds, "improvement": finished.readout.improvement,
-            "verdict": finished.readout.verdict, "gap_closed": measure.gap_closed(start, learned, best.loss),
-            "oracle": best.words, "fidelity": attribute_checker.agreement(seen, **attrs),
-            "before": attribute_checker.agreement(before, **attrs), "composed": kept,
-        })
-        print(f"{token}: {seconds:.0f} s, {rows[-1]}", flush=True)
-    return rows
-
-
 def timings(model) -> dict[str, float]:
     started = time.perf_counter()
     load_base_model("builtin:toyworld")
@@ -126,9 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-prompt", type=int, default=4)
     parser.add_argument("--guidance", type=float, nargs="+", default=[5.0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--concepts", action="store_true", help="also train and measure the example concepts")
-    parser.add_argument("--steps", type=int, help="with --concepts: steps instead of the default")
-    parser.add_argument("--skip-base", action="store_true", help="leave out the base model's rates")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = load_base_model("builtin:toyworld")
@@ -146,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("kind", "color", "background", "style"):
         cells = " | ".join(f"{results['rates'][str(g)][name]:.0%}" for g in args.guidance)
         print(f"| {name} | {results['chance'][name]:.0%} | {results['checker_on_renders'][name]:.0%} | {cells} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def test_a_suggested_keyword_obeys_the_keyword_rule():
 
 def test_estimates_learn_from_the_runs_done_here():
     model = SimpleNamespace(spec="fake/model", is_demo=False, resolution=512, family=SimpleNamespace(name="SD 1.x"),
-                            placement=SimpleNamespace(device=SimpleNamespace(type="cpu")))
+                            placement=SimpleNamespace(device=SimpleNamespace(type="cpu"), dtype=torch.float32))
     table = estimate.estimate_training(model, 100, resolution=512)
     assert not table.measured and table.runs == 0
     estimate.record_run(model, 512, 1, 1, [9.0, 2.0, 2.2, 1.8], [6.0], 3.0)  # the first step is left out

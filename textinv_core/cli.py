@@ -126,12 +126,11 @@ def _distributed():
 def _load_model(args: argparse.Namespace, distributed=None):
     from diffusers.utils import logging as diffusers_logging
 
-    from .devices import choose_placement
-    from .models import load_base_model
+    from .models import load_base_model, placement_for
 
     diffusers_logging.disable_progress_bar()
     device = str(distributed.device) if distributed else args.device
-    model = load_base_model(args.model, choose_placement(device, args.dtype, small_model=args.model.startswith("builtin:")))
+    model = load_base_model(args.model, placement_for(args.model, device, args.dtype))
     if distributed is None or distributed.is_main_process:
         print(f"model: {model.label} on {model.placement.describe()}", file=sys.stderr)
     return model
@@ -158,7 +157,8 @@ def _train_config(args: argparse.Namespace):
         grad_accum=args.grad_accum, resolution=args.resolution, seed=args.seed, flip=not args.no_flip,
         min_snr_gamma=args.min_snr_gamma, norm_weight=args.norm_weight,
         gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every,
-        stop_when_learned=args.stop_when_learned, preview_every=args.preview_every, preview_prompt=args.preview_prompt, captions=_captions(args.captions),
+        stop_when_learned=args.stop_when_learned, preview_every=args.preview_every, preview_prompt=args.preview_prompt,
+        captions=_captions(args.captions),
     )
 
 

@@ -36,6 +36,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 # Seconds per step, batch 1, native resolution (SD 1.x: 512, SD 2.x: 768, SDXL: 1024).
 GPU_SECONDS = {"SD 1.x": 0.25, "SD 2.x": 0.55, "SDXL": 1.0}  # A100-class GPU, bf16/fp16
 CPU_SECONDS_2_CORES = {"SD 1.x": 35.0, "SD 2.x": 70.0, "SDXL": 140.0}  # fp32, 2 cores
@@ -109,8 +111,6 @@ def device_name(device_type: str) -> str:
     """The GPU's name (`NVIDIA H200`), `Apple GPU (MPS)` or `CPU (N cores)`."""
     if device_type == "cuda":
         try:
-            import torch
-
             return torch.cuda.get_device_name(0)
         except Exception:  # ZeroGPU before a call, or a driver hiccup: the name is only cosmetic
             return "GPU"
@@ -260,8 +260,7 @@ def estimate_training(
         if model.is_demo:
             return measure_seconds_per_step(model, res, batch)
         seconds = table_seconds_per_step(model.family.name, device_type, res, batch, 1, device)
-        cpu_bf16 = device_type == "cpu" and str(getattr(model.placement, "dtype", "")) == "torch.bfloat16"
-        return seconds / CPU_BF16_SPEEDUP if cpu_bf16 else seconds
+        return seconds / CPU_BF16_SPEEDUP if device_type == "cpu" and model.placement.dtype == torch.bfloat16 else seconds
 
     learned_step = _learned(_step_key(model, resolution, batch_size), "steps")
     per_step = (learned_step[0] if learned_step else per_step_at(resolution, batch_size)) * grad_accum

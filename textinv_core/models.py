@@ -151,13 +151,18 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
+def placement_for(spec: str, device: str | None = None, dtype: str | None = None) -> Placement:
+    """`devices.choose_placement` for the model `spec` names: the built-in models are small."""
+    return choose_placement(device, dtype, small_model=spec.startswith(BUILTIN_PREFIX))
+
+
 def load_base_model(spec: str, placement: Placement | None = None) -> BaseModel:
     """Load any diffusers SD 1.x / 2.x / SDXL pipeline and freeze it.
 
     Frozen means: every weight has requires_grad=False and the modules are in eval mode; training
     only ever adds vectors beside the model, so one loaded model can serve many users at once.
     """
-    placement = placement or choose_placement(small_model=spec.startswith(BUILTIN_PREFIX))
+    placement = placement or placement_for(spec)
     path = resolve_model_path(spec)
     if not spec.startswith(BUILTIN_PREFIX) and Path(spec).exists() and not (Path(spec) / "model_index.json").exists():
         raise ValueError(f"model folder {spec} has no model_index.json: it is not a diffusers pipeline folder")

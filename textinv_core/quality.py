@@ -109,12 +109,3 @@ class Readout:
 # Thresholds on the loss improvement, set from runs on builtin:toyworld (see benchmarks/README.md).
 GOOD_IMPROVEMENT = 0.03
 SOME_IMPROVEMENT = 0.01
-
-
-def readout(model: BaseModel, cache: LatentCache, concept: Concept, start: Concept) -> Readout:
-    """Compare the learned concept with its starting vectors (same keyword) on a fixed set."""
-    evalset = evaluation_set(model, cache, concept.concept_type)
-    return Readout(
-        start_loss=evaluation_loss(model, evalset, start.token, [start]),
-        learned_loss=evaluation_loss(model, evalset, concept.token, [concept]),
-    )

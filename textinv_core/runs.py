@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
-
 from .images import TrainingImage, load_images
-from .train import CHECKPOINT_SUFFIX, TrainConfig
+from .train import TrainConfig, checkpoints_in, read_checkpoint
 
 log = logging.getLogger("textinv.runs")
 
@@ -47,14 +45,14 @@ class Slots:
 
     def acquire(self, ticket: object, cancelled: Callable[[], bool], on_wait: Callable[[int], None]) -> bool:
         """Wait for a place; False when `cancelled()` became true first."""
-        with self._changed:
+        with self._changed:  # a re-entrant lock: ahead_of() takes it again
             self._queue.append(ticket)
-            while self._queue.index(ticket) >= self.count:
+            while (ahead := self.ahead_of(ticket)) > 0:
                 if cancelled():
                     self._queue.remove(ticket)
                     self._changed.notify_all()
                     return False
-                on_wait(self._queue.index(ticket) - self.count + 1)
+                on_wait(ahead)
                 self._changed.wait(timeout=0.5)
             return True
 
@@ -148,16 +146,12 @@ class SavedRun:
     step: int  # the latest saved step
     ended: bool  # finished or stopped by its visitor; False: interrupted, resumable
 
-    def latest_checkpoint(self) -> Path | None:
-        found = sorted((self.folder / "checkpoints").glob(f"step-*{CHECKPOINT_SUFFIX}"))
-        return found[-1] if found else None
-
     def images(self) -> list[TrainingImage]:
         return load_images([self.folder / "concept_images"])
 
     def state(self) -> dict:
-        """The latest checkpoint, read without unpickling anything but tensors."""
-        return torch.load(self.latest_checkpoint(), map_location="cpu", weights_only=True)
+        """The latest checkpoint, to resume from."""
+        return read_checkpoint(self.folder)
 
 
 def saved_runs(session_folder: Path) -> list[SavedRun]:
@@ -165,7 +159,7 @@ def saved_runs(session_folder: Path) -> list[SavedRun]:
     can't be read (no settings, a settings file of another version) are skipped."""
     found = []
     for folder in sorted(Path(session_folder).glob("run-*")):
-        settings, checkpoints = folder / "settings.json", sorted((folder / "checkpoints").glob(f"step-*{CHECKPOINT_SUFFIX}"))
+        settings, checkpoints = folder / "settings.json", checkpoints_in(folder)
         if not settings.is_file() or not checkpoints or not (folder / "learned_embeds.safetensors").is_file():
             continue
         try:

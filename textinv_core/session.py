@@ -483,8 +483,10 @@ class Session:
         """Stop this session's run and delete its files; returns the folder names removed."""
         if self.training:
             self.stop()
-        folder = self._folder or (session_root() / self.folder_name if self.visitor else None)
-        if folder is None or not folder.exists():
+        if not self.folder_name:
+            return []  # it never made a folder
+        folder = self._folder or session_root() / self.folder_name
+        if not folder.exists():
             return []
         shutil.rmtree(folder, ignore_errors=True)
         return [folder.name]

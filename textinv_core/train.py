@@ -31,7 +31,7 @@ from .images import TrainingImage
 from .latents import LatentCache, encode_images
 from .loss import Batch, denoising_loss
 from .models import BaseModel
-from .quality import Readout, evaluation_loss, evaluation_set, readout
+from .quality import EvalSet, Readout, evaluation_loss, evaluation_set
 from .stopping import Plateau, PlateauRule
 from .prompts import tokenize_all
 from .templates import templates_for
@@ -131,6 +131,24 @@ class Finished:
     learned_at: int | None = None  # stopped when learned: the step whose vectors were kept
 
 
+def checkpoints_in(output_dir: Path) -> list[Path]:
+    """An output folder's checkpoints, oldest first (older folders hold .pt checkpoints)."""
+    folder = Path(output_dir) / "checkpoints"
+    return sorted([*folder.glob(f"step-*{CHECKPOINT_SUFFIX}"), *folder.glob("step-*.pt")])
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint file, or the latest one in an output folder, read without unpickling anything
+    but tensors and plain values."""
+    path = Path(path)
+    if path.is_dir():
+        found = checkpoints_in(path)
+        if not found:
+            raise ValueError(f"{path} holds no checkpoints (train with --save-every N to make them)")
+        path = found[-1]
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _on_cpu(value):
     """A copy of a nested state dict with every tensor on the CPU."""
     if isinstance(value, torch.Tensor):
@@ -194,6 +212,7 @@ class Trainer:
         self._stop = threading.Event()
         self._autosaved: Path | None = None  # the latest time-based checkpoint, replaced by the next
         self.plateau: Plateau | None = None  # with stop_when_learned: the readings and the best vectors
+        self._evalset: EvalSet | None = None  # made on first use (`_evaluation_loss`)
 
     def _prompts(self, names: list[str]) -> list[list[str]]:
         """Candidate prompts per image: its caption if it has one, else every template."""
@@ -331,11 +350,14 @@ class Trainer:
                        quality, self.plateau.best_step if learned else None)
 
     def _watch_plateau(self) -> Plateau:
-        self._evalset = evaluation_set(self.model, self.latents, self.config.concept_type)
-        start = self._evaluation_loss(self.start)
-        return Plateau(PlateauRule(), start, {k: v.detach() for k, v in self.concept.vectors.items()})
+        vectors = {k: v.detach() for k, v in self.concept.vectors.items()}
+        return Plateau(PlateauRule(), self._evaluation_loss(self.start), vectors)
 
     def _evaluation_loss(self, concept: Concept | None = None) -> float:
+        """The loss of `concept` (default: the vectors now) on this run's fixed evaluation set,
+        made once and shared by the plateau rule and the readout."""
+        if self._evalset is None:
+            self._evalset = evaluation_set(self.model, self.latents, self.config.concept_type)
         concept = concept or self.concept.detached()
         return evaluation_loss(self.model, self._evalset, concept.token, [concept])
 
@@ -360,7 +382,8 @@ class Trainer:
     def readout(self) -> Readout:
         """How much better the learned keyword explains the training images than its starting
         vectors did, on a fixed evaluation set; also written to `quality.json`."""
-        result = readout(self.model, self.latents, self.concept.detached(), self.start)
+        start = self.plateau.start_loss if self.plateau else self._evaluation_loss(self.start)
+        result = Readout(start_loss=start, learned_loss=self._evaluation_loss())
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "quality.json").write_text(json.dumps(
@@ -440,11 +463,4 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint file, or the latest one in an output folder."""
-        path = Path(path)
-        if path.is_dir():
-            folder = path / "checkpoints"  # older folders hold .pt checkpoints
-            found = sorted([*folder.glob(f"step-*{CHECKPOINT_SUFFIX}"), *folder.glob("step-*.pt")])
-            if not found:
-                raise ValueError(f"{path} holds no checkpoints (train with --save-every N to make them)")
-            path = found[-1]
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.load_state_dict(read_checkpoint(path))

@@ -112,10 +112,6 @@ class Visitors:
             if session.pages <= 0:
                 session.detached_at = time.monotonic()
 
-    def sessions(self) -> list[Session]:
-        with self._lock:
-            return [*self._visitors.values(), *self._anonymous]
-
     def sweep(self, root: Path | None = None) -> list[str]:
         """End visitors' sessions with no page left and nothing training, and delete folders no
         live session owns once they are old enough. Returns the folder names removed."""
