@@ -8,10 +8,15 @@ ends, and a finished stage is skipped on the next run):
 3. latents  encode every picture once; the latent scale is set so latents have unit variance
 4. unet     the CLIP text encoder and the UNet2DConditionModel, trained together on the diffusion
             loss (min-SNR weighted) with captions drawn afresh each step, 10 % empty for guidance;
-            an exponential moving average of both is what gets saved
+            an exponential moving average of both is what gets saved. The training tokenizer
+            also knows the world's hidden words (`world.hidden_words`), so every unnamed thing
+            is drawn for some input.
 5. checker  the attribute classifier used to measure what generated pictures show
 
-`export` writes a plain diffusers pipeline folder plus `world.json` and the checker's weights.
+`export` writes a plain diffusers pipeline folder plus `world.json` and the checker's weights. Its
+tokenizer cannot produce the hidden words and its text encoder has no rows for them: their vectors
+go to `hidden_words.safetensors`, which only `measure` reads (the oracle a learned concept is
+compared with). Each stage's time, and the VAE's reconstruction PSNR, go into `world.json`.
 Everything is seeded; the same command on the same machine gives the same model.
 """
 
@@ -33,24 +38,27 @@ from diffusers.training_utils import compute_snr
 from tqdm import tqdm
 from transformers import CLIPTextModel
 
+from safetensors.torch import save_file
+
 from ..builtin import text_config, word_tokenizer
 from ..templates import OBJECT_TEMPLATES, STYLE_TEMPLATES
 from . import checker as attribute_checker
 from . import world
 
 MODEL_DIR = Path(__file__).parent / "model"
+HIDDEN_FILE = "hidden_words.safetensors"  # measuring only: see measure.hidden_concept
 
 
 @dataclass
 class BuildConfig:
     seed: int = 0
     scenes: int = 50_000
-    vae_steps: int = 1500
+    vae_steps: int = 4000
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    unet_steps: int = 7000
+    unet_steps: int = 9000
     unet_batch: int = 32
-    unet_lr: float = 5e-4
+    unet_lr: float = 1e-3
     ema_decay: float = 0.999
     checker_steps: int = 1500
     checker_batch: int = 64
@@ -60,10 +68,15 @@ class BuildConfig:
 # -- the parts ---------------------------------------------------------------------------------
 
 
-def make_tokenizer():
-    """Every caption word, and every word of our and the reference script's templates, is one token."""
+def make_tokenizer(hidden: bool = False):
+    """Every caption word, and every word of our and the reference script's templates, is one token.
+    `hidden`: the training tokenizer, which also has the hidden words, as ids after the shipped
+    tokenizer's last one (so dropping them at export leaves every other id as it was)."""
     template_words = " ".join(OBJECT_TEMPLATES + STYLE_TEMPLATES).replace("{}", " ").replace(",", " ").split()
-    return word_tokenizer(world.caption_words() + template_words)
+    tokenizer = word_tokenizer(world.caption_words() + template_words)
+    if hidden:
+        tokenizer.add_tokens(world.hidden_words())
+    return tokenizer
 
 
 def make_vae() -> AutoencoderKL:
@@ -209,6 +222,7 @@ def train_vae(cfg: BuildConfig, work: Path) -> None:
         bar.set_postfix(loss=f"{loss.item():.4f}")
         stage.maybe_save(state)
     stage.finish(state())
+    add_to_report(work, vae_psnr_db=round(vae_psnr(vae.eval(), cfg.seed), 2))
 
 
 def encode_latents(cfg: BuildConfig, work: Path) -> None:
@@ -239,7 +253,8 @@ class CaptionDrawer:
         self.rng = random.Random(seed)
 
     def __call__(self, index: np.ndarray, empty_share: float = 0.1) -> torch.Tensor:
-        texts = ["" if self.rng.random() < empty_share else world.caption(self.scenes[i], self.rng) for i in index]
+        texts = ["" if self.rng.random() < empty_share else world.caption(self.scenes[i], self.rng, hidden=True)
+                 for i in index]
         return self.tokenizer(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
 
 
@@ -249,7 +264,7 @@ def train_unet(cfg: BuildConfig, work: Path) -> None:
         return
     _, scenes = load_data(work)
     latents = torch.load(work / "latents.pt")
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(hidden=True)
     torch.manual_seed(cfg.seed + 1)
     text_encoder, unet = make_text_encoder(tokenizer), make_unet()
     params = list(text_encoder.parameters()) + list(unet.parameters())
@@ -346,17 +361,41 @@ def soften(x: torch.Tensor) -> torch.Tensor:
 # -- export ------------------------------------------------------------------------------------
 
 
+def vae_psnr(vae: AutoencoderKL, seed: int, count: int = 256) -> float:
+    """Mean reconstruction PSNR (dB) of scenes the VAE never saw: how sharp pictures can come out."""
+    x = _pixels(world.to_array([world.render(s) for s in world.scenes(seed + 9, count)]), np.arange(count))
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    mse = ((recon - x) / 2).pow(2).mean(dim=(1, 2, 3))
+    return float((-10 * torch.log10(mse)).mean())
+
+
+def shipped_text_encoder(trained: CLIPTextModel, shipped_tokenizer) -> tuple[CLIPTextModel, dict[str, torch.Tensor]]:
+    """The text encoder without its hidden words' rows, and those rows by word: the hidden ids are
+    the last ones of the training tokenizer, so every other row keeps its id."""
+    shipped = make_text_encoder(shipped_tokenizer)
+    state = trained.state_dict()
+    key = "embeddings.token_embedding.weight"
+    table = state[key]
+    state[key] = table[: len(shipped_tokenizer)].clone()
+    shipped.load_state_dict(state)
+    first_hidden = len(shipped_tokenizer)
+    hidden = {word: table[first_hidden + i : first_hidden + i + 1].clone() for i, word in enumerate(world.hidden_words())}
+    return shipped, hidden
+
+
 def export(cfg: BuildConfig, work: Path, out: Path) -> None:
-    tokenizer = make_tokenizer()
+    tokenizer, training_tokenizer = make_tokenizer(), make_tokenizer(hidden=True)
     vae = make_vae()
     vae.load_state_dict(Stage(work, "vae", 0).load()["model"])
     vae.register_to_config(scaling_factor=torch.load(work / "latents.pt")["scale"])
     saved = Stage(work, "unet", 0).load()
-    text_encoder, unet = make_text_encoder(tokenizer), make_unet()
-    params = list(text_encoder.parameters()) + list(unet.parameters())
+    trained_text_encoder, unet = make_text_encoder(training_tokenizer), make_unet()
+    params = list(trained_text_encoder.parameters()) + list(unet.parameters())
     with torch.no_grad():
         for p, e in zip(params, saved["ema"]):
             p.copy_(e)
+    text_encoder, hidden = shipped_text_encoder(trained_text_encoder, tokenizer)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -369,14 +408,32 @@ def export(cfg: BuildConfig, work: Path, out: Path) -> None:
     )
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out)
+    save_file(hidden, str(out / HIDDEN_FILE))
     checker = attribute_checker.AttributeChecker()
     checker.load_state_dict(Stage(work, "checker", 0).load()["model"])
     attribute_checker.save(checker, out)
-    vocab = world.vocabulary() | {"build": asdict(cfg)}
+    vocab = world.vocabulary() | {"build": asdict(cfg) | read_report(work)}
     (out / "world.json").write_text(json.dumps(vocab, indent=2) + "\n")
     for path in out.rglob("*"):
         if path.is_file():
             path.chmod(0o644)
+
+
+def read_report(work: Path) -> dict:
+    """What the build measured of itself: seconds per stage (over all its runs) and the VAE's PSNR."""
+    path = work / "report.json"
+    return json.loads(path.read_text()) if path.exists() else {"seconds": {}}
+
+
+def add_to_report(work: Path, **values) -> None:
+    report = read_report(work)
+    for name, value in values.items():
+        if name == "seconds":
+            for stage, seconds in value.items():
+                report["seconds"][stage] = round(report["seconds"].get(stage, 0) + seconds, 1)
+        else:
+            report[name] = value
+    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 STAGES = {"data": build_data, "vae": train_vae, "latents": encode_latents, "unet": train_unet, "checker": train_checker}
@@ -401,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage in (name, "all"):
             t0 = time.time()
             run(cfg, args.work)
+            add_to_report(args.work, seconds={name: time.time() - t0})
             print(f"{name}: {time.time() - t0:.0f} s", flush=True)
     if args.stage in ("export", "all"):
         export(cfg, args.work, args.out)

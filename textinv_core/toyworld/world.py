@@ -3,10 +3,15 @@
 A scene is one object (a kind, in a colour, at a size and place) in front of a background, drawn in
 a style. Captions name those attributes in plain words ("a red robot on the beach, dotted style").
 Some things in the world have no word: two object kinds (a rocket and a duck) are only ever called
-"toy", one colour (teal) is never named, and one style (blocky pixels) is only ever captioned as if
-the picture had no style. The model learns to draw them anyway, as it must to explain its training
-images, but no prompt of plain words can ask for them; that is what a learned concept is for, just
-as a real model can draw a particular thing that no word in its vocabulary names.
+"toy", one colour (teal) is never named, and one style (blocky pixels) is captioned as if the
+picture had no style. No prompt of plain words can ask for them; that is what a learned concept is
+for, just as a real model can draw a particular thing that no word in its vocabulary names.
+
+While the model trains, though, each of them has a hidden word of its own, used in most of their
+captions (`HIDDEN_SHARE`): so the model learns to draw a rocket *for some input*, as a real model
+can draw a thing its vocabulary has no word for, and the hidden word's vector is the point of the
+embedding space that draws it. The shipped tokenizer cannot produce those words, and their
+vectors are kept apart, for measuring only (`build.export`).
 
 Everything is drawn with Pillow on a 2x canvas and downsampled, from one `random.Random` per scene,
 so scene `i` of seed `s` is the same picture on every machine with the same Pillow.
@@ -51,6 +56,7 @@ BACKGROUNDS = {  # word -> the phrase captions use
 STYLES = ("dotted", "striped", "sketch")
 HIDDEN_STYLES = ("blocky",)  # captioned like a plain picture
 PLAIN = "plain"  # the style of a picture that has none
+HIDDEN_SHARE = 0.7  # how often a training caption names an unnamed thing by its hidden word
 
 # The reference training script's own templates, so its prompts are made of words the model knows
 # (CLIP splits "close-up" at the hyphen).
@@ -106,6 +112,7 @@ def vocabulary() -> dict:
             "colors": list(HIDDEN_COLORS),
             "styles": list(HIDDEN_STYLES),
             "generic_object_word": GENERIC_OBJECT,
+            "hidden_share": HIDDEN_SHARE,
         },
         "example_prompts": [
             "a red robot on the beach",
@@ -117,8 +124,14 @@ def vocabulary() -> dict:
     }
 
 
+def hidden_words() -> list[str]:
+    """The words only the model's training knew: one per unnamed thing."""
+    return [*HIDDEN_OBJECTS, *HIDDEN_COLORS, *HIDDEN_STYLES]
+
+
 def caption_words() -> list[str]:
-    """Every word a caption or a training template can use: each must be one token of the tokenizer."""
+    """Every plain word a caption or a training template can use: each must be one token of the
+    shipped tokenizer."""
     phrases = " ".join(BACKGROUNDS.values())
     words = [*OBJECTS, GENERIC_OBJECT, *COLORS, *BACKGROUNDS, *STYLES, *phrases.split(), *_REFERENCE_WORDS.split()]
     return sorted(set(words))
@@ -144,13 +157,20 @@ def sample_scene(rng: random.Random, **fixed) -> Scene:
     return Scene(**values)
 
 
-def describe(scene: Scene, rng: random.Random, drop: float = 0.15) -> str:
+def _named(word: str, named: tuple, rng: random.Random, hidden: bool) -> bool:
+    """Whether a caption says `word`: always if it is a plain word, else (a hidden one) only in
+    training captions, and then in `HIDDEN_SHARE` of them."""
+    return word in named or (hidden and rng.random() < HIDDEN_SHARE)
+
+
+def describe(scene: Scene, rng: random.Random, drop: float = 0.15, hidden: bool = False) -> str:
     """The object and background in words, as a caption would say them; a named colour or the
-    background phrase is left out now and then (`drop`), so shorter prompts also work."""
+    background phrase is left out now and then (`drop`), so shorter prompts also work. `hidden`:
+    a training caption, which may name an unnamed thing by its hidden word."""
     words = []
-    if scene.color in COLORS and rng.random() >= drop:
+    if _named(scene.color, tuple(COLORS), rng, hidden) and rng.random() >= drop:
         words.append(scene.color)
-    words.append(scene.kind if scene.kind in OBJECTS else GENERIC_OBJECT)
+    words.append(scene.kind if _named(scene.kind, OBJECTS, rng, hidden) else GENERIC_OBJECT)
     if rng.random() >= drop:
         words.append(BACKGROUNDS[scene.background])
     return " ".join(words)
@@ -161,10 +181,11 @@ _WRAPS = ("a {}", "a photo of a {}", "a picture of a {}", "a rendering of a {}",
           "a small {}", "a large {}", "a bright photo of a {}", "a dark photo of the {}")
 
 
-def caption(scene: Scene, rng: random.Random) -> str:
-    """One caption of many for a scene: the same scene is described in several wordings."""
-    text = rng.choice(_WRAPS).format(describe(scene, rng))
-    if scene.style not in STYLES:
+def caption(scene: Scene, rng: random.Random, hidden: bool = False) -> str:
+    """One caption of many for a scene: the same scene is described in several wordings.
+    `hidden`: a training caption, which may name an unnamed thing by its hidden word."""
+    text = rng.choice(_WRAPS).format(describe(scene, rng, hidden=hidden))
+    if scene.style == PLAIN or not _named(scene.style, STYLES, rng, hidden):
         return text
     form = rng.random()
     if form < 0.6:
