@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from textinv_core import estimate  # noqa: E402
 from textinv_core.images import load_images  # noqa: E402
 from textinv_core.models import load_base_model  # noqa: E402
-from textinv_core.session import Timing, train_chunk  # noqa: E402
+from textinv_core.space.driving import Timing, train_chunk  # noqa: E402
 from textinv_core.train import TrainConfig  # noqa: E402
 
 IMAGES = REPO / "examples" / "red-rocket"

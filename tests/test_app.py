@@ -18,8 +18,9 @@ from safetensors.torch import save_file
 
 from conftest import EXAMPLES
 from hub_server import ALICE_WRITE, ORG
-from textinv_core import estimate
-from textinv_core import session as ts
+from textinv_core.space import driving, estimate, hub_tab, settings, startup, uploads
+from textinv_core.space.keywords import suggest_keyword
+from textinv_core.space.session import Session
 from textinv_core.train import TrainConfig, Trainer
 
 ROBOT = sorted((EXAMPLES / "red-rocket").glob("*.png"))
@@ -149,7 +150,7 @@ def test_errors_are_explained_in_the_page(url, tmp_path):
     Image.open(ROBOT[0]).convert("RGB").resize((64, 64)).resize((512, 512)).filter(ImageFilter.GaussianBlur(2)).save(blurry)
     small = tmp_path / "small.png"  # small for SD (a warning at 512 px), but not for this 64 px model
     Image.open(ROBOT[1]).convert("RGB").resize((128, 128)).save(small)
-    assert "small.png: only 128x128" in ts.check_image(small, resolution=512).warnings[0][1]
+    assert "small.png: only 128x128" in uploads.check_image(small, resolution=512).warnings[0][1]
     thumbs, notes = add_images(c, [not_image, blurry, small])
     assert "notes.txt: not an image" in notes and "Error" not in notes  # no class name
     assert notes.startswith("**2 images ready** · 1 refused")
@@ -274,7 +275,7 @@ def test_images_one_removed_oversized_and_empty_files_noted_and_a_summary_first(
     c = client(url)
     huge, empty = tmp_path / "huge.png", tmp_path / "empty.jpg"
     with open(huge, "wb") as f:
-        f.truncate(ts.MAX_UPLOAD_BYTES + 2**20)  # over the app's limit, under gradio's
+        f.truncate(uploads.MAX_UPLOAD_BYTES + 2**20)  # over the app's limit, under gradio's
     empty.write_bytes(b"")
     thumbs, notes = add_images(c, [*ROBOT[:3], huge, empty])
     assert notes.startswith("**3 images ready** · 2 refused.")
@@ -294,7 +295,7 @@ def test_images_one_removed_oversized_and_empty_files_noted_and_a_summary_first(
     c.predict(api_name="/clear_images")
     thumbs, notes = add_images(c, many)
     assert notes.startswith("**50 images ready** · 5 not added.")
-    assert len(notes.splitlines()) <= ts.MAX_NOTE_LINES + 1
+    assert len(notes.splitlines()) <= uploads.MAX_NOTE_LINES + 1
 
 
 def test_without_the_hub_every_hub_action_says_so_at_once(app_module, monkeypatch):
@@ -333,10 +334,10 @@ def test_chunked_training_across_processes_equals_one_run(tiny_sd, robot_images,
 
     def in_worker(images, cfg, output_dir, state=None, pause_at=None):
         args = pickle.loads(pickle.dumps((images, cfg, output_dir, state, pause_at)))
-        for event in ts.train_chunk(tiny_sd, *args):
+        for event in driving.train_chunk(tiny_sd, *args):
             yield pickle.loads(pickle.dumps(event))
 
-    chunked = list(ts.run_training(robot_images, config, tmp_path / "chunked", in_worker, chunk_steps=2))
+    chunked = list(driving.run_training(robot_images, config, tmp_path / "chunked", in_worker, chunk_steps=2))
     view = chunked[-1]
     assert view.phase == "finished" and [s for s, _ in view.losses] == [1, 2, 3, 4, 5]
     assert torch.equal(view.finished.concept.vectors["clip_l"], whole.vectors["clip_l"])
@@ -344,26 +345,26 @@ def test_chunked_training_across_processes_equals_one_run(tiny_sd, robot_images,
 
 def test_stop_between_chunks_finishes_with_the_vectors(tiny_sd, robot_images, tmp_path):
     config = TrainConfig(token="<red-rocket>", steps=6)
-    run = ts.run_training(robot_images, config, tmp_path, lambda *a: ts.train_chunk(tiny_sd, *a), chunk_steps=2)
+    run = driving.run_training(robot_images, config, tmp_path, lambda *a: driving.train_chunk(tiny_sd, *a), chunk_steps=2)
     for view in run:
         if view.step == 2:
-            (tmp_path / ts.STOP_FILE).touch()
+            (tmp_path / driving.STOP_FILE).touch()
     assert view.phase == "stopped" and view.finished.step == 2
     assert (tmp_path / "learned_embeds.safetensors").exists()
 
 
 def test_image_checks():
     sharp = Image.open(ROBOT[0]).convert("RGB")
-    assert ts.detail_warnings(sharp) == []
+    assert uploads.detail_warnings(sharp) == []
     upscaled = sharp.resize((64, 64)).resize((512, 512), Image.Resampling.BICUBIC)
-    assert "blurry or upscaled" in ts.detail_warnings(upscaled)[0][0]
-    assert "blank" in ts.detail_warnings(Image.new("RGB", (300, 300), "white"))[0][0]
-    assert ts.suggest_keyword("My Red Robot!") == "<my-red-robot>" and ts.suggest_keyword("  ") == ""
+    assert "blurry or upscaled" in uploads.detail_warnings(upscaled)[0][0]
+    assert "blank" in uploads.detail_warnings(Image.new("RGB", (300, 300), "white"))[0][0]
+    assert suggest_keyword("My Red Robot!") == "<my-red-robot>" and suggest_keyword("  ") == ""
 
 
 def test_session_folders_are_private_and_cleaned_up(tmp_path, monkeypatch):
     monkeypatch.setenv("TEXTINV_WORK_ROOT", str(tmp_path))
-    one, two = ts.Session(), ts.Session()
+    one, two = Session(), Session()
     assert one.folder != two.folder and one.folder.parent == tmp_path
     one.cleanup()
     assert not one.folder.exists() and two.folder.exists()
@@ -383,30 +384,28 @@ def test_estimates(tiny_sd):
     assert estimate.format_duration(42) == "42 s" and estimate.format_duration(3 * 3600 + 600) == "3 h 10 min"
 
 
-def test_tokens(monkeypatch, app_module):
+def test_tokens(monkeypatch):
     import gradio as gr
 
-    app = app_module[0]
     monkeypatch.setenv("HF_TOKEN", "hf_from_env")
-    mock = gr.OAuthToken(token=app.MOCK_OAUTH_TOKEN, scope="", expires_at=0)
+    mock = gr.OAuthToken(token=settings.MOCK_OAUTH_TOKEN, scope="", expires_at=0)
     real = gr.OAuthToken(token="hf_visitor", scope="", expires_at=0)
-    assert app.visitor_token(real, "") == "hf_visitor"
-    assert app.visitor_token(mock, "") == "hf_from_env"  # the local mock login is not a real token
-    assert app.visitor_token(None, " hf_typed ") == "hf_typed"
-    monkeypatch.setattr(app, "ON_SPACE", True)
-    assert app.visitor_token(None, "") is False  # a Space never lends its own token to visitors
+    assert hub_tab.visitor_token(real, "") == "hf_visitor"
+    assert hub_tab.visitor_token(mock, "") == "hf_from_env"  # the local mock login is not a real token
+    assert hub_tab.visitor_token(None, " hf_typed ") == "hf_typed"
+    monkeypatch.setattr(hub_tab, "ON_SPACE", True)
+    assert hub_tab.visitor_token(None, "") is False  # a Space never lends its own token to visitors
 
 
-def test_offline_without_weights_opens_on_the_demo_model(app_module, tmp_path, monkeypatch):
-    app = app_module[0]
-    monkeypatch.setattr(app, "DEMO_MODEL", "builtin:tiny-sd")  # the fallback itself, whichever the demo model is
-    model, reason = app.load_model(str(tmp_path))  # a folder that is not a model: like no weights at all
+def test_offline_without_weights_opens_on_the_demo_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(startup, "DEMO_MODEL", "builtin:tiny-sd")  # the fallback itself, whichever the demo model is
+    model, reason = startup.load_model(str(tmp_path))  # a folder that is not a model: like no weights at all
     assert model.is_demo and str(tmp_path) in reason and "stacktrace" not in reason
 
     # No network: the Hub is not waited for; the cache is looked at at once.
-    monkeypatch.setattr(app, "hub_unreachable", lambda endpoint=None: "can't connect to huggingface.co")
+    monkeypatch.setattr(startup, "hub_unreachable", lambda endpoint=None: "can't connect to huggingface.co")
     begin = time.monotonic()
-    model, reason = app.load_model("someone/never-cached-model")
+    model, reason = startup.load_model("someone/never-cached-model")
     assert model.is_demo and time.monotonic() - begin < 5
     assert "the Hub can't be reached: can't connect to huggingface.co, and there is no copy in the local cache" in reason
 
@@ -440,23 +439,23 @@ def test_a_bad_keyword_or_a_failed_run_leaves_the_tab_able_to_train(app_module, 
     refused = c.predict(*too_long, api_name="/train")[0]
     assert "Keyword" in refused and "too long" in refused and no_server_path(refused)
 
-    real = app.ts.run_training
+    real = driving.run_training
 
     def broken(*args, **kwargs):
         yield from real(*args, **kwargs)
         raise RuntimeError("the disk is full")  # fails after every step has run
 
-    monkeypatch.setattr(app.ts, "run_training", broken)
+    monkeypatch.setattr(driving, "run_training", broken)
     failed = c.predict(*train_args("<breaks>", steps=2, preview_every=0), api_name="/train")[0]
     assert "failed unexpectedly" in failed and "disk" not in failed  # the cause goes to the log, not the page
-    monkeypatch.setattr(app.ts, "run_training", real)
+    monkeypatch.setattr(driving, "run_training", real)
     status, *_, result = c.predict(*train_args("<works>", steps=2, preview_every=0), api_name="/train")
     assert "Finished" in status and "<works>" in result
 
 
 def test_generation_does_not_wait_behind_training(app_module):
     app, url = app_module
-    assert app.TRAIN_SLOTS == 1  # on a CPU: one run at a time, and images beside it
+    assert settings.TRAIN_SLOTS == 1  # on a CPU: one run at a time, and images beside it
     first, second, drawer = client(url), client(url), client(url)
     for c in (first, second):
         add_images(c, ROBOT[:2])

@@ -10,9 +10,10 @@ import time
 import pytest
 import torch
 
-from textinv_core import forms, hub, messages
+from textinv_core import hub
+from textinv_core.space import forms, messages
 from textinv_core.concepts import Concept
-from textinv_core.fields import FieldError, NumberField, parse_keyword
+from textinv_core.space.fields import FieldError, NumberField, parse_keyword
 from textinv_core.prompts import missing_keywords
 
 TRAIN_OK = dict(name="red robot", keyword="", concept_type="object", init_word="robot", steps=12, lr=0.005,
@@ -56,16 +57,16 @@ def test_values_from_the_page_and_the_api_are_accepted_alike():
 
 
 def test_generate_fields():
-    request = forms.generate_request("a cat", None, 30, 7.5, 64, 64, None, 1)
+    request = forms.generate_request(prompt="a cat", negative=None, steps=30, guidance=7.5, width=64, height=64, seed=None, num_images=1)
     assert request.seed == -1 and request.negative == ""  # an empty seed means random
     with pytest.raises(FieldError, match="^Prompt: empty"):
-        forms.generate_request("  ", "", 30, 7.5, 64, 64, 0, 1)
+        forms.generate_request(prompt="  ", negative="", steps=30, guidance=7.5, width=64, height=64, seed=0, num_images=1)
     with pytest.raises(FieldError, match="^Width: 70 is not a multiple of 8; use a multiple of 8 from 64 to 1536$"):
-        forms.generate_request("a cat", "", 30, 7.5, 70, 64, 0, 1)
+        forms.generate_request(prompt="a cat", negative="", steps=30, guidance=7.5, width=70, height=64, seed=0, num_images=1)
     with pytest.raises(FieldError, match="^Seed: 9223372036854775808 is too large"):
-        forms.generate_request("a cat", "", 30, 7.5, 64, 64, 2**63, 1)
+        forms.generate_request(prompt="a cat", negative="", steps=30, guidance=7.5, width=64, height=64, seed=2**63, num_images=1)
     with pytest.raises(FieldError, match="^Negative prompt: 1,000,000 characters is too long"):
-        forms.generate_request("a cat", "x" * 1_000_000, 30, 7.5, 64, 64, 0, 1)
+        forms.generate_request(prompt="a cat", negative="x" * 1_000_000, steps=30, guidance=7.5, width=64, height=64, seed=0, num_images=1)
 
 
 def test_number_limits_read_as_people_write_them():

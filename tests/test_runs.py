@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from textinv_core import runs, session as ts, visitors
+from textinv_core.space import driving
+from textinv_core.space import runs, visitors
 from textinv_core.train import TrainConfig, Trainer
 
 
@@ -151,7 +152,7 @@ def test_the_browser_secret_survives_a_restart(tmp_path, monkeypatch, secret_env
 
 
 def test_watch_streams_changes_and_ends_with_the_result():
-    view = ts.RunView(total=3)
+    view = driving.RunView(total=3)
     seen = []
 
     def train():

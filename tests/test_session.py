@@ -11,23 +11,29 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
-from textinv_core import estimate, forms
-from textinv_core import session as ts
+from textinv_core.space import downloads, driving, estimate, forms, keywords, uploads
+from textinv_core.space.session import Session
 from textinv_core.concepts import Concept
-from textinv_core.fields import FieldError
+from textinv_core.space.fields import FieldError
 from textinv_core.train import Finished, TrainConfig
 
 ROBOT = sorted((EXAMPLES / "red-rocket").glob("*.png"))
 
 
+def form(**changes) -> dict:
+    """A Train form as the page sends it, by field name."""
+    return dict(name="", keyword="", concept_type="object", init_word="", steps=10, lr=0.005, vectors=1, batch_size=1,
+                resolution=64, seed=0, flip=True, schedule="constant", preview_prompt="", preview_every=0) | changes
+
+
 def test_image_notes_start_with_a_summary_and_stay_short(tmp_path):
-    session = ts.Session()
+    session = Session()
     empty, huge = tmp_path / "empty.png", tmp_path / "huge.tif"
     empty.write_bytes(b"")
     with open(huge, "wb") as f:
-        f.truncate(ts.MAX_UPLOAD_BYTES + 1)
+        f.truncate(uploads.MAX_UPLOAD_BYTES + 1)
     session.add_images([(str(empty), "empty.png"), (str(huge), "huge.tif"), (str(ROBOT[0]), "a.png")], 64)
-    notes = session.image_notes()
+    notes = uploads.notes(session.uploads)
     assert notes.splitlines()[0] == "**1 image ready** · 2 refused. Add a few more if you can: 3 to 5 usually work best."
     assert "- ✖ empty.png: empty file (0 bytes)" in notes and "- ✖ huge.tif: 50 MB, over the 50 MB limit" in notes
 
@@ -36,23 +42,23 @@ def test_image_notes_start_with_a_summary_and_stay_short(tmp_path):
 
     many = [(str(empty), f"empty-{i}.png") for i in range(30)]
     session.add_images(many, 64)
-    notes = session.image_notes(["late-1.png", "late-2.png"])
+    notes = uploads.notes(session.uploads, ["late-1.png", "late-2.png"])
     assert notes.startswith("**1 image ready** · 31 refused · 2 not added.")
-    assert len(notes.splitlines()) == ts.MAX_NOTE_LINES + 1 and notes.endswith("see the captions under the images")
+    assert len(notes.splitlines()) == uploads.MAX_NOTE_LINES + 1 and notes.endswith("see the captions under the images")
 
 
 def test_refused_image_messages_name_the_file_and_no_class(tmp_path):
     server_copy = tmp_path / "gradio" / "0a1b2c" / "notes.png"
     server_copy.parent.mkdir(parents=True)
     server_copy.write_text("not an image")
-    upload = ts.check_image(server_copy, "notes.png")
+    upload = uploads.check_image(server_copy, "notes.png")
     assert upload.error.startswith("notes.png: not an image") and "Error" not in upload.error
     assert str(tmp_path) not in upload.error
 
 
 def test_keywords_in_prompts_used_and_missing():
     concepts = [Concept("<red-rocket>", {"clip_l": torch.zeros(1, 4)})]
-    used, missing = ts.keywords_in(["a <red-rocket> and <gone>", "EasyNegative"], concepts, {"easynegative": "EasyNegative.pt"})
+    used, missing = keywords.keywords_in(["a <red-rocket> and <gone>", "EasyNegative"], concepts, {"easynegative": "EasyNegative.pt"})
     assert used == ["`<red-rocket>`"]
     assert missing == ["`<gone>`", "`EasyNegative` (EasyNegative.pt could not be loaded)"]
 
@@ -61,7 +67,7 @@ def test_downloads_are_named_after_the_concept(tmp_path):
     for name in ("learned_embeds.safetensors", "red-rocket.pt", "settings.json"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "token_identifier.txt").write_text("<red-rocket>")
-    files = ts.download_files(tmp_path, family_is_sdxl=False)
+    files = downloads.download_files(tmp_path, family_is_sdxl=False)
     assert {k: v.name for k, v in files.items()} == {
         "diffusers": "red-rocket-diffusers.safetensors", "a1111": "red-rocket.pt", "everything": "red-rocket-all.zip"}
     assert (tmp_path / "learned_embeds.safetensors").exists()  # the run's own files keep their names
@@ -70,18 +76,18 @@ def test_downloads_are_named_after_the_concept(tmp_path):
 def test_a_final_preview_when_the_last_step_has_none():
     config = TrainConfig(token="<x>", steps=12, preview_every=5, preview_prompt="a photo of <x>")
     finished = Finished(12, False, Path("."), None)
-    assert ts.needs_final_preview(config, finished)
-    assert not ts.needs_final_preview(config, Finished(10, False, Path("."), None))  # step 10 had one
-    assert not ts.needs_final_preview(config, Finished(12, True, Path("."), None))  # stopped: end at once
+    assert driving.needs_final_preview(config, finished)
+    assert not driving.needs_final_preview(config, Finished(10, False, Path("."), None))  # step 10 had one
+    assert not driving.needs_final_preview(config, Finished(12, True, Path("."), None))  # stopped: end at once
     assert estimate.preview_count(12, 5) == 3 and estimate.preview_count(10, 5) == 2 and estimate.preview_count(9, 0) == 0
 
 
 def test_a_suggested_keyword_obeys_the_keyword_rule():
-    request = forms.train_request([64], "x" * 60, "", "object", "", 10, 0.005, 1, 1, 64, 0, True, "constant", "", 0)
+    request = forms.train_request([64], **form(name="x" * 60))
     with pytest.raises(FieldError, match="^Keyword: 62 characters is too long"):
-        ts.train_config(request)
-    request = forms.train_request([64], "Red Robot", "", "style", "", 10, 0.005, 1, 1, 64, 0, True, "constant", "", 0)
-    config = ts.train_config(request)
+        driving.train_config(request)
+    request = forms.train_request([64], **form(name="Red Robot", concept_type="style"))
+    config = driving.train_config(request)
     assert config.token == "<red-robot>" and config.preview_prompt == "a painting of a house in the style of <red-robot>"
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from .models import BaseModel
+from ..models import BaseModel
 from .session import Session, session_root
 
 log = logging.getLogger("textinv.visitors")

@@ -160,8 +160,8 @@ def measure_seconds_per_step(model, resolution: int, batch_size: int = 1, steps:
             return _MEASURED[key]
         from PIL import Image
 
-        from .images import TrainingImage
-        from .train import TrainConfig, Trainer
+        from ..images import TrainingImage
+        from ..train import TrainConfig, Trainer
 
         image = TrainingImage("blank.png", Image.new("RGB", (resolution, resolution), (128, 128, 128)))
         config = TrainConfig(token="<timing-probe>", steps=steps + 2, batch_size=batch_size, resolution=resolution)
@@ -179,7 +179,7 @@ def measure_preview_seconds(model) -> float:
     key = (model.spec, "preview")
     with _MEASURE_LOCK:
         if key not in _MEASURED:
-            from .generate import generate
+            from ..generate import generate
 
             generate(model, "a photo", steps=2, seed=0)
             _MEASURED[key] = _timed(lambda: generate(model, "a photo", steps=20, seed=0))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .concepts import MAX_VECTORS
+from ..concepts import MAX_VECTORS
+from ..train import DEFAULT_BATCH, DEFAULT_LR, DEFAULT_STEPS
 from .fields import ChoiceField, FlagField, NumberField, TextField, parse_keyword
-from .train import DEFAULT_BATCH, DEFAULT_LR, DEFAULT_STEPS
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens (~300 characters); this leaves room for pasted prompts
@@ -81,10 +81,11 @@ class TrainRequest:
     stop_when_learned: bool = True
 
 
-def train_request(resolutions: list[int], name: Any, keyword: Any, concept_type: Any, init_word: Any, steps: Any,
+def train_request(resolutions: list[int], *, name: Any, keyword: Any, concept_type: Any, init_word: Any, steps: Any,
                   lr: Any, vectors: Any, batch_size: Any, resolution: Any, seed: Any, flip: Any, schedule: Any,
                   preview_prompt: Any, preview_every: Any, stop_when_learned: Any = True) -> TrainRequest:
-    """Check every Train field, in the order the page shows them."""
+    """Check every Train field, each by its name: the `/train` endpoint's parameters, in the
+    order the page shows them (`train_tab.TrainForm` has the same fields)."""
     return TrainRequest(
         name=NAME.parse(name),
         keyword=parse_keyword(keyword, "Keyword", required=False),
@@ -116,9 +117,10 @@ class GenerateRequest:
     num_images: int
 
 
-def generate_request(prompt: Any, negative: Any, steps: Any, guidance: Any, width: Any, height: Any, seed: Any,
+def generate_request(*, prompt: Any, negative: Any, steps: Any, guidance: Any, width: Any, height: Any, seed: Any,
                      num_images: Any) -> GenerateRequest:
-    """Check every Generate field, in the order the page shows them."""
+    """Check every Generate field, each by its name: the `/generate` endpoint's parameters, in
+    the order the page shows them (`generate_tab.GenerateForm` has the same fields)."""
     return GenerateRequest(
         PROMPT.parse(prompt), NEGATIVE.parse(negative), GEN_STEPS.parse(steps), GUIDANCE.parse(guidance),
         WIDTH.parse(width), HEIGHT.parse(height), GEN_SEED.parse(seed), NUM_IMAGES.parse(num_images),

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .images import TrainingImage, load_images
-from .train import TrainConfig, checkpoints_in, read_checkpoint
+from ..images import TrainingImage, load_images
+from ..train import TrainConfig, checkpoints_in, read_checkpoint
 
 log = logging.getLogger("textinv.runs")
 

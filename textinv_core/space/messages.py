@@ -16,7 +16,7 @@ import html
 import re
 from typing import Iterable
 
-from .readers import family_of_width
+from ..readers import family_of_width
 
 # An absolute path that stands alone (not inside a URL or a repo id): /a/b/c.pt -> c.pt
 _SERVER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/:]+/)+([^\s'\"/]+)")

@@ -1,0 +1,213 @@
+"""A training run driven as a series of chunks, and the view a page has of it.
+
+`train_chunk` runs one stretch of steps and, when it pauses, hands back the run's state as CPU
+tensors; `run_training` starts the next chunk from that state. On an ordinary machine there is
+one chunk. On ZeroGPU every chunk is one GPU call in a forked worker (which cannot change this
+process's memory), so a long run becomes several short calls while the visitor sees one
+continuous run. A Stop request is a file in the run's folder, which the worker sees too, so Stop
+works inside a chunk wherever it runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from PIL import Image
+
+from ..concepts import Concept
+from ..images import TrainingImage
+from ..train import Finished, Paused, Preview, Progress, TrainConfig, Trainer
+from .fields import FieldError, parse_keyword
+from .forms import TrainRequest
+from .keywords import default_preview_prompt, suggest_keyword
+
+STOP_FILE = "STOP"
+
+
+def train_config(request: TrainRequest) -> TrainConfig:
+    """The run a checked Train form asks for; an empty keyword is suggested from the name."""
+    keyword = request.keyword or suggest_keyword(request.name)
+    if not keyword:
+        raise FieldError("Keyword: empty; give your concept a name (or a keyword like <my-cat>) first")
+    keyword = parse_keyword(keyword)  # a suggested one must pass the same rule (length)
+    return TrainConfig(
+        token=keyword,
+        init_word=request.init_word or None,
+        num_vectors=request.vectors,
+        concept_type=request.concept_type,
+        steps=request.steps,
+        learning_rate=request.learning_rate,
+        lr_schedule=request.schedule,
+        batch_size=request.batch_size,
+        resolution=request.resolution,
+        seed=request.seed,
+        flip=request.flip,
+        preview_every=request.preview_every,
+        preview_prompt=request.preview_prompt or default_preview_prompt(keyword, request.concept_type),
+        preview_seed=request.seed,
+        stop_when_learned=request.stop_when_learned,
+    )
+
+
+@dataclass
+class Carry:
+    """The state a paused chunk hands to the next one (CPU tensors only)."""
+
+    state: dict
+
+
+@dataclass
+class Timing:
+    """How long one chunk's steps, previews and finishing took, in seconds, measured where they
+    ran (a ZeroGPU worker included) and handed back like `Carry`: the estimate learns from it."""
+
+    steps: list[float] = field(default_factory=list)
+    previews: list[float] = field(default_factory=list)
+    finish: float | None = None
+
+
+def train_chunk(model, images, config: TrainConfig, output_dir: Path, state: dict | None = None, pause_at: int | None = None):
+    """Run one stretch of a training run (to `pause_at`, or to the end): the Trainer's events, a
+    `Carry` before `Paused`, and a `Timing` last. Everything it yields can cross a process boundary.
+
+    A run whose step count is not a multiple of `preview_every` gets one more preview at its last
+    step, so the visitor always sees what the finished concept draws."""
+    output_dir = Path(output_dir)
+    trainer = Trainer(model, images, config, output_dir)
+    if state is not None:
+        trainer.load_state_dict(state)
+    stop_file = output_dir / STOP_FILE
+    if stop_file.exists():
+        trainer.stop()
+    timing, clock = Timing(), time.perf_counter()
+    for event in trainer.run(pause_at=pause_at):
+        spent = time.perf_counter() - clock
+        if isinstance(event, Progress):
+            timing.steps.append(spent)
+        elif isinstance(event, Preview):
+            timing.previews.append(spent)
+        elif isinstance(event, Paused):
+            yield Carry(trainer.state_dict())
+        elif isinstance(event, Finished):
+            timing.finish = spent
+            if needs_final_preview(config, event):
+                clock = time.perf_counter()
+                yield Preview(event.step, trainer.preview())
+                timing.previews.append(time.perf_counter() - clock)
+            yield timing
+        yield event
+        if stop_file.exists():
+            trainer.stop()
+        clock = time.perf_counter()
+    if timing.finish is None:
+        yield timing
+
+
+def needs_final_preview(config: TrainConfig, finished: Finished) -> bool:
+    """Previews are on, the run was not stopped, and its last step had no preview of its own."""
+    every = config.preview_every
+    return bool(every and config.preview_prompt and not finished.stopped and finished.step % every)
+
+
+ChunkRunner = Callable[..., Iterator]
+
+
+@dataclass
+class RunView:
+    """What the page shows of a run, refreshed as it goes."""
+
+    step: int = 0
+    total: int = 0
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    previews: list[tuple[Image.Image, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    # waiting (for a training slot), preparing, training, stopping: going; then finished, stopped,
+    # failed, or interrupted (the server shut down: the run can be resumed from its checkpoint)
+    phase: str = "waiting"
+    finished: Finished | None = None
+    output_dir: Path | None = None
+    keyword: str = ""
+    timing: Timing = field(default_factory=Timing)  # the whole run's, gathered from its chunks
+    ahead: int = 0  # runs waiting before this one for a training slot
+    error: str = ""  # what went wrong, for the visitor, when the run failed
+    note: str | None = None  # said with the result (e.g. the keyword it replaced)
+    files: dict[str, Path] = field(default_factory=dict)  # the downloads, once it has a result
+    ended_at: float | None = None  # monotonic time the run ended, its result (if any) complete
+    version: int = 0  # bumped by every change, so a watching page knows when to redraw
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def update(self, **changes) -> None:
+        """Change fields (or just say something changed) and wake whoever watches the run."""
+        with self._changed:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.version += 1
+            self._changed.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Wait until the version differs from `seen` or `timeout` passes; the version now."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.version != seen, timeout)
+            return self.version
+
+    @property
+    def eta(self) -> float | None:
+        if self.step == 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed / self.step * (self.total - self.step)
+
+
+def run_training(
+    images: list[TrainingImage],
+    config: TrainConfig,
+    output_dir: Path,
+    run_chunk: ChunkRunner,
+    chunk_steps: int = 0,
+    view: RunView | None = None,
+    state: dict | None = None,
+) -> Iterator[RunView]:
+    """Drive a run through `run_chunk(images, config, output_dir, state, pause_at)` calls, yielding
+    the updated view after every event. `chunk_steps` 0 runs it in one call; `state` (a
+    checkpoint) resumes a run where it was saved."""
+    view = view or RunView(total=config.steps)
+    view.total, view.output_dir, view.keyword = config.steps, output_dir, config.token
+    if state is not None:
+        view.step = int(state["step"])
+        view.losses = [(int(s), float(loss)) for s, loss, _ in state["loss_log"].tolist()]
+    while True:
+        pause_at = min(config.steps, view.step + chunk_steps) if chunk_steps else None
+        paused = False
+        for event in run_chunk(images, config, output_dir, state, pause_at):
+            if isinstance(event, Carry):
+                state = event.state
+                continue
+            if isinstance(event, Timing):
+                view.timing.steps += event.steps
+                view.timing.previews += event.previews
+                view.timing.finish = event.finish
+                continue
+            if isinstance(event, Progress):
+                view.step, view.phase = event.step, "stopping" if view.phase == "stopping" else "training"
+                view.losses.append((event.step, event.loss))
+            elif isinstance(event, Preview):
+                view.previews += [(image, f"step {event.step}") for image in event.images]
+            elif isinstance(event, Paused):
+                paused = True
+            elif isinstance(event, Finished):
+                view.finished, view.step = event, event.step
+                view.phase = "stopped" if event.stopped else "finished"
+            yield view
+        if view.finished or not paused:
+            return
+        if (Path(output_dir) / STOP_FILE).exists():  # stopped between two chunks
+            concept = Concept(config.token, {k: v.clone() for k, v in state["vectors"].items()}, config.concept_type, "trained")
+            view.finished = Finished(view.step, True, Path(output_dir), concept)
+            view.phase = "stopped"
+            yield view
+            return
+
