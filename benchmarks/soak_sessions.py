@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="textinv-soak-"))
     os.environ["TEXTINV_WORK_ROOT"] = str(root)
     import app
-    from textinv_core.session import Session
+    from textinv_core.space.session import Session
 
     demo = app.build_app("builtin:tiny-sd")
     app.launch(demo, prevent_thread_lock=True, quiet=True)

@@ -90,7 +90,7 @@ def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub): 
     assert all(Path(p["image"]).exists() for p in previews)
     assert any("Training" in out[0] for out in job.outputs())  # it streamed while training
     # named after the concept, so two concepts' downloads never collide in a Downloads folder
-    assert Path(diffusers).name == "red-rocket-diffusers.safetensors" and Path(a1111).name == "red-rocket.pt"
+    assert Path(diffusers).name == "red-rocket-diffusers.zip" and Path(a1111).name == "red-rocket.pt"
     assert Path(everything).name == "red-rocket-all.zip"
     assert "<red-rocket>" in result and table["data"][0][0] == "<red-rocket>"
 

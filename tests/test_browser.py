@@ -166,7 +166,7 @@ def test_a_visitor_trains_generates_and_shares(page, tmp_path, hub):  # noqa: F8
     page.locator("#estimate").get_by_text(re.compile(r"learned from \d+ runs? on this server")).wait_for()
     with page.expect_download() as download:
         page.locator("#download-diffusers").click()
-    assert download.value.suggested_filename == "red-rocket-diffusers.safetensors"
+    assert download.value.suggested_filename == "red-rocket-diffusers.zip"
     page.get_by_text("Advanced").click()  # close it again for a tidy screenshot
     shoot(page, tmp_path, "train")
 

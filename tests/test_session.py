@@ -4,6 +4,7 @@ concept, the final preview, and estimates that learn from the runs a server has 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from conftest import EXAMPLES
 from textinv_core.space import downloads, driving, estimate, forms, keywords, uploads
 from textinv_core.space.session import Session
 from textinv_core.concepts import Concept
-from textinv_core.space.fields import FieldError
+from textinv_core.space.fields import MAX_KEYWORD_CHARS, FieldError
 from textinv_core.train import Finished, TrainConfig
 
 ROBOT = sorted((EXAMPLES / "red-rocket").glob("*.png"))
@@ -69,8 +70,13 @@ def test_downloads_are_named_after_the_concept(tmp_path):
     (tmp_path / "token_identifier.txt").write_text("<red-rocket>")
     files = downloads.download_files(tmp_path, family_is_sdxl=False)
     assert {k: v.name for k, v in files.items()} == {
-        "diffusers": "red-rocket-diffusers.safetensors", "a1111": "red-rocket.pt", "everything": "red-rocket-all.zip"}
+        "diffusers": "red-rocket-diffusers.zip", "a1111": "red-rocket.pt", "everything": "red-rocket-all.zip"}
     assert (tmp_path / "learned_embeds.safetensors").exists()  # the run's own files keep their names
+    # unzipped, the diffusers download is a folder diffusers loads, its files under their own names
+    with zipfile.ZipFile(files["diffusers"]) as archive:
+        assert sorted(archive.namelist()) == ["red-rocket/learned_embeds.safetensors", "red-rocket/token_identifier.txt"]
+    said = downloads.describe(files)
+    assert "red-rocket/learned_embeds.safetensors" in said and "`red-rocket.pt`" in said
 
 
 def test_a_final_preview_when_the_last_step_has_none():
@@ -83,9 +89,15 @@ def test_a_final_preview_when_the_last_step_has_none():
 
 
 def test_a_suggested_keyword_obeys_the_keyword_rule():
-    request = forms.train_request([64], **form(name="x" * 60))
-    with pytest.raises(FieldError, match="^Keyword: 62 characters is too long"):
-        driving.train_config(request)
+    """The app suggests only keywords that Train accepts: a long name is cut at a word, accents go."""
+    long_name = "the quite long name of my favourite red rocket toy with fins"
+    config = driving.train_config(forms.train_request([64], **form(name=long_name)))
+    assert config.token == "<the-quite-long-name-of-my-favourite>" and len(config.token) <= MAX_KEYWORD_CHARS
+    assert len(driving.train_config(forms.train_request([64], **form(name="x" * 60))).token) == MAX_KEYWORD_CHARS
+    assert keywords.suggest_keyword("café crème") == "<cafe-creme>"
+    assert keywords.suggest_keyword("Ærø straße") == "<aero-strasse>"
+    with pytest.raises(FieldError, match="^Keyword: 62 characters is too long"):  # typed by hand: refused
+        driving.train_config(forms.train_request([64], **form(keyword="<" + "x" * 60 + ">")))
     request = forms.train_request([64], **form(name="Red Robot", concept_type="style"))
     config = driving.train_config(request)
     assert config.token == "<red-robot>" and config.preview_prompt == "a painting of a house in the style of <red-robot>"

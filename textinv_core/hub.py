@@ -74,7 +74,11 @@ def parse_reference(source: str, library: str = CONCEPTS_LIBRARY) -> HubRef:
         raise HubError(f"{source}: not a Hub model or file URL (expected huggingface.co/USER/REPO[/blob/main/FILE])")
     parts = text.split("/")
     if len(parts) == 1:
-        return _checked(HubRef(f"{library}/{text.strip('<>')}"))
+        keyword = text.strip("<>")
+        if not REPO_ID.match(f"{library}/{keyword}"):  # said of what was typed, not of the library's repo
+            raise HubError(f"“{text}” is not a concept keyword, repo id or Hub link: use a keyword like cat-toy, a "
+                           "repo like user/name, or a huggingface.co link")
+        return _checked(HubRef(f"{library}/{keyword}"))
     if len(parts) == 2:
         return _checked(HubRef(text))
     return _checked(HubRef("/".join(parts[:2]), "/".join(parts[2:])))

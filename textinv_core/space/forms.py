@@ -40,8 +40,7 @@ PROMPT = TextField("Prompt", MAX_PROMPT_CHARS, required=True,
 NEGATIVE = TextField("Negative prompt", MAX_PROMPT_CHARS)
 GEN_STEPS = NumberField("Steps", 1, 100, 30, integer=True)
 GUIDANCE = NumberField("Guidance", 1, 20, 7.5)
-WIDTH = NumberField("Width", 64, 1536, integer=True, multiple_of=8)
-HEIGHT = NumberField("Height", 64, 1536, integer=True, multiple_of=8)
+ANY_SIZE = (64, 1536)  # the widest bounds; the page offers the model's own (`image_sizes`)
 GEN_SEED = NumberField("Seed", -1, MAX_SEED, -1, integer=True, empty=-1)
 NUM_IMAGES = NumberField("Images", 1, 4, 1, integer=True)
 
@@ -117,14 +116,38 @@ class GenerateRequest:
     num_images: int
 
 
-def generate_request(*, prompt: Any, negative: Any, steps: Any, guidance: Any, width: Any, height: Any, seed: Any,
-                     num_images: Any) -> GenerateRequest:
+def image_sizes(native: int, is_demo: bool) -> tuple[int, int]:
+    """The picture sizes a model can draw: the built-in demo models x1 to x2 of their size (a
+    64 px model asked for 256 px tiles its canvas with tiny copies); a real one half to twice its
+    native size, as SD is used (SD 1.5: 256-1024, SDXL: 512-2048)."""
+    if is_demo:
+        return native, 2 * native
+    return max(64, native // 2 // 8 * 8), min(2048, 2 * native)
+
+
+def size_field(label: str, sizes: tuple[int, int]) -> NumberField:
+    return NumberField(label, sizes[0], sizes[1], integer=True, multiple_of=8)
+
+
+def generate_request(sizes: tuple[int, int] = ANY_SIZE, *, prompt: Any, negative: Any, steps: Any, guidance: Any,
+                     width: Any, height: Any, seed: Any, num_images: Any) -> GenerateRequest:
     """Check every Generate field, each by its name: the `/generate` endpoint's parameters, in
-    the order the page shows them (`generate_tab.GenerateForm` has the same fields)."""
+    the order the page shows them (`generate_tab.GenerateForm` has the same fields); `sizes`:
+    the model's (`image_sizes`)."""
     return GenerateRequest(
         PROMPT.parse(prompt), NEGATIVE.parse(negative), GEN_STEPS.parse(steps), GUIDANCE.parse(guidance),
-        WIDTH.parse(width), HEIGHT.parse(height), GEN_SEED.parse(seed), NUM_IMAGES.parse(num_images),
+        size_field("Width", sizes).parse(width), size_field("Height", sizes).parse(height), GEN_SEED.parse(seed),
+        NUM_IMAGES.parse(num_images),
     )
+
+
+def size_warning(width: int, height: int, native: int) -> str | None:
+    """Said with pictures far from the model's own size, where it tiles or blurs what it draws."""
+    far = [side for side in (width, height) if not 0.75 * native <= side <= 1.5 * native]
+    if not far:
+        return None
+    return (f"{width} × {height} is far from this model's own {native} × {native} px: it may repeat or tile what it "
+            "draws, or lose detail; its own size gives its best pictures")
 
 
 def optional_keyword(raw: Any) -> str:

@@ -15,12 +15,12 @@ from pathlib import Path
 import gradio as gr
 
 from ..models import BaseModel
-from . import estimate, forms, messages
+from . import estimate, forms
 from .context import model, own, viewing
 from .fields import MAX_KEYWORD_CHARS
 from .gpu import generate_on_gpu
 from .keywords import keywords_in
-from .notices import failed, ok, unexpected
+from .notices import failed, ok, unexpected, warn
 from .session import Session
 from .settings import DEFAULT_MODEL, EMBEDDING_TYPES, GENERATE_CONCURRENCY
 from .shell import Shell
@@ -82,8 +82,9 @@ def build(base: BaseModel) -> GenerateTab:
                     gen_steps = slider(forms.GEN_STEPS, 30)
                     guidance = slider(forms.GUIDANCE, 7.5, step=0.5)
                 with gr.Row():
-                    width = slider(forms.WIDTH, base.resolution, step=8)
-                    height = slider(forms.HEIGHT, base.resolution, step=8)
+                    sizes = forms.image_sizes(base.resolution, base.is_demo)
+                    width = slider(forms.size_field("Width", sizes), base.resolution, step=8)
+                    height = slider(forms.size_field("Height", sizes), base.resolution, step=8)
                 with gr.Row():
                     gen_seed = number_box(forms.GEN_SEED, label="Seed (-1 or empty: random)", elem_id="gen-seed",
                                           info=f"0 to {forms.MAX_SEED} repeats an image")
@@ -132,13 +133,13 @@ def run_generate(session: Session | None, **form):
     """Draw the form's pictures with this session's concepts; `form` by field name (`GenerateForm`)."""
     session = viewing(session)
     try:
-        request = forms.generate_request(**form)
+        request = forms.generate_request(forms.image_sizes(model().resolution, model().is_demo), **form)
         seed = pick_seed(request.seed)
         begin = time.monotonic()
         images = generate_on_gpu(request.prompt, session.concept_list(), request.negative, request.steps,
                                  request.guidance, seed, request.num_images, request.width, request.height)
     except ValueError as err:
-        return gr.update(), failed(err)
+        return gr.update(), failed(err, "No pictures drawn")
     except Exception as err:
         return gr.update(), unexpected(err, "generation")
     used, missing = keywords_in([request.prompt, request.negative], session.concept_list(), session.refused)
@@ -147,7 +148,7 @@ def run_generate(session: Session | None, **form):
     status = ok(f"{len(images)} image{'s' if len(images) != 1 else ''} in {took} · seed {seed}{concepts}")
     if missing:
         warning = f"Not found, so read as plain words: {', '.join(missing)}. Only the concepts listed in this tab apply: train or load one first."
-        gr.Warning(messages.for_toast(warning), duration=10, title="Keyword not found")
+        warn("Keyword not found", warning)
         status += f"\n\n⚠ {warning}"
     return images, status
 
@@ -169,7 +170,7 @@ def load_embedding(file, keyword, session: Session):
         name = Path(str(file)).name  # gradio keeps the visitor's file name as the last part
         token, notes = session.load_file(model(), str(file), name, keyword)
     except ValueError as err:
-        return (*concept_views(session), failed(err), session)
+        return (*concept_views(session), failed(err, "File not loaded"), session)
     except Exception as err:
         return (*concept_views(session), unexpected(err, "loading the file"), session)
     extra = "; ".join(notes)

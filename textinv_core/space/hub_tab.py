@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 from huggingface_hub import HfApi, hf_hub_download
@@ -147,6 +148,9 @@ def hub_notice():
     return gr.update(value=text, visible=True)
 
 
+LOGIN_HOW = "log in with Hugging Face" if OAUTH else "paste a token with write access above, or set HF_TOKEN"
+
+
 def own_namespace(api: HfApi) -> str:
     """The token owner's user name, or the reason there is none (not logged in, bad token, offline)."""
     try:
@@ -160,18 +164,22 @@ def push(session: Session, run_dir, name, namespace, private, license, token_tex
          oauth_token: gr.OAuthToken | None = None):
     session = viewing(session)
     try:
-        runs = {str(run.output_dir): run for run in session.finished_runs}
+        runs = {Path(run.output_dir).name: run for run in session.finished_runs}
         if not runs:
             raise ValueError("train a concept first (Train tab): pushing shares a concept trained in this tab")
-        run = runs.get(str(run_dir)) or session.finished_runs[-1]
+        run = runs.get(Path(str(run_dir or "")).name) or session.finished_runs[-1]
         name, namespace = forms.REPO_NAME.parse(name), forms.NAMESPACE.parse(namespace)
-        api = hub_api(visitor_token(oauth_token, token_text))
+        token = visitor_token(oauth_token, token_text)
+        api = hub_api(token)
+        if not token and (reason := hub_unreachable(api.endpoint)):  # both are missing: say both at once
+            raise HubError(f"pushing needs you logged in ({LOGIN_HOW}) and the Hugging Face Hub, which this server "
+                           f"can't reach right now ({reason})")
         require_hub(api, "pushing")
         namespace = namespace or own_namespace(api)
         repo_id = publish.repo_id_for(namespace, name or concept_name(run.keyword))
         url = publish.push_concept(run.output_dir, repo_id, api, private=bool(private), license=license)
     except ValueError as err:
-        return failed(err)
+        return failed(err, "Not pushed")
     except Exception as err:
         return unexpected(err, "the push")
     return ok(f"pushed to [{repo_id}]({url}){' (private)' if private else ''}. Others can load it here by typing `{repo_id}`.")
@@ -185,7 +193,7 @@ def search(query, token_text, session: Session | None, oauth_token: gr.OAuthToke
         api = hub_api(visitor_token(oauth_token, token_text))
         results = search_concepts(query, api=api, author=concepts_library(), limit=24)
     except ValueError as err:
-        return gr.update(choices=[], value=None), [], failed(err), session
+        return gr.update(choices=[], value=None), [], failed(err, "Search failed"), session
     session.search_results = {r.repo_id: r for r in results}
     if not results:
         shown = html.escape(query, quote=False)
@@ -210,7 +218,7 @@ def show_result(repo_id, token_text, session: Session | None, oauth_token: gr.OA
     try:
         api = hub_api(visitor_token(oauth_token, token_text))
     except ValueError as err:
-        return [], failed(err)
+        return [], failed(err, "Can't show it")
     return fetch_previews(result, api), describe_result(result)
 
 
@@ -222,7 +230,7 @@ def load_from_hub(source, keyword, token_text, session: Session, oauth_token: gr
         api = hub_api(visitor_token(oauth_token, token_text))
         concept, notes = session.load_from_hub(model(), source, keyword, api, concepts_library())
     except ValueError as err:
-        return (*concept_views(session), failed(err), session)
+        return (*concept_views(session), failed(err, "Concept not loaded"), session)
     except Exception as err:
         return (*concept_views(session), unexpected(err, "loading the concept"), session)
     extra = "; ".join(notes)
@@ -233,7 +241,7 @@ def load_from_hub(source, keyword, token_text, session: Session, oauth_token: gr
 def load_selected(repo_id, keyword, token_text, session: Session, oauth_token: gr.OAuthToken | None = None):
     """"Load selected concept": the search result picked above, with its own message and status."""
     if not repo_id:
-        return (*concept_views(viewing(session)), failed(ValueError("search first, then pick a concept in the results")),
+        return (*concept_views(viewing(session)), failed(ValueError("search first, then pick a concept in the results"), "Nothing picked"),
                 session)
     return load_from_hub(repo_id, keyword, token_text, session, oauth_token)
 

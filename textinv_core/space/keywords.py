@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from ..concepts import Concept
 from ..prompts import keyword_pattern, missing_keywords
+from .fields import MAX_KEYWORD_CHARS
 from .uploads import escape
 
 
@@ -14,9 +16,22 @@ def bare_keyword(keyword: str) -> str:
     return keyword.strip().strip("<>").lower()
 
 
+# Latin letters that Unicode does not split into a base letter and an accent.
+_UNDECOMPOSED = str.maketrans({"æ": "ae", "ø": "o", "ß": "ss", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
+                               "ı": "i"})
+
+
 def suggest_keyword(name: str) -> str:
-    """`Red Robot` -> `<red-robot>`: a keyword no tokenizer knows as one word."""
-    slug = re.sub(r"[^a-z0-9]+", "-", (name or "").strip().strip("<>").lower()).strip("-")
+    """`Red Robot` -> `<red-robot>`: a keyword no tokenizer knows as one word. Accents are
+    dropped, not the letters under them (`café crème` -> `<cafe-creme>`), and a long name is cut
+    at a word boundary so the suggestion is one that Train accepts (MAX_KEYWORD_CHARS)."""
+    plain = unicodedata.normalize("NFKD", (name or "").lower().translate(_UNDECOMPOSED))
+    plain = plain.encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", plain.strip().strip("<>").lower()).strip("-")
+    room = MAX_KEYWORD_CHARS - 2  # the brackets
+    if len(slug) > room:
+        cut = slug[: room + 1].rsplit("-", 1)[0] if "-" in slug[: room + 1] else slug[:room]
+        slug = cut[:room].strip("-")
     return f"<{slug}>" if slug else ""
 
 

@@ -132,9 +132,10 @@ def watch(view, interval: float = 0.5) -> Iterator:
 # -- runs on disk ---------------------------------------------------------------------------------
 
 
-def write_result(folder: Path, step: int, stopped: bool) -> None:
-    """Mark a run folder as ended by its visitor (finished or stopped), so it is never offered for resuming."""
-    (Path(folder) / RESULT_FILE).write_text(json.dumps({"step": step, "stopped": stopped}))
+def write_result(folder: Path, step: int, stopped: bool, seconds: float = 0.0) -> None:
+    """Mark a run folder as ended by its visitor (finished or stopped), so it is never offered for
+    resuming; with how long it took, which a page after a server restart still shows."""
+    (Path(folder) / RESULT_FILE).write_text(json.dumps({"step": step, "stopped": stopped, "seconds": round(seconds, 1)}))
 
 
 @dataclass
@@ -145,6 +146,8 @@ class SavedRun:
     config: TrainConfig
     step: int  # the latest saved step
     ended: bool  # finished or stopped by its visitor; False: interrupted, resumable
+    stopped: bool = False  # ended by Stop before its last step
+    seconds: float = 0.0  # how long it took, for an ended run
 
     def images(self) -> list[TrainingImage]:
         return load_images([self.folder / "concept_images"])
@@ -168,7 +171,10 @@ def saved_runs(session_folder: Path) -> list[SavedRun]:
         except (ValueError, TypeError) as err:
             log.warning("skipping run folder %s: %s", folder.name, err)
             continue
-        result = folder / RESULT_FILE
-        step = json.loads(result.read_text())["step"] if result.is_file() else int(checkpoints[-1].stem.split("-")[-1])
-        found.append(SavedRun(folder, config, step, ended=result.is_file()))
+        result = json.loads((folder / RESULT_FILE).read_text()) if (folder / RESULT_FILE).is_file() else None
+        if result is None:
+            found.append(SavedRun(folder, config, int(checkpoints[-1].stem.split("-")[-1]), ended=False))
+        else:
+            found.append(SavedRun(folder, config, result["step"], ended=True, stopped=result.get("stopped", False),
+                                  seconds=result.get("seconds", 0.0)))
     return found

@@ -72,6 +72,7 @@ class Session:
         self.interrupted: list[SavedRun] = []  # runs a server restart cut short, which can go on
         self.runs = 0
         self.suggested = ""  # the keyword last suggested from the concept name
+        self.run_form: dict = {}  # the Train form, by field name, of the latest run (a reopened page shows it)
         self.search_results: dict = {}  # repo id -> hub.HubConcept of the latest search
         self.refused: dict[str, str] = {}  # bare_keyword() of a file or Hub concept that was refused -> its name
         self.file_keyword: dict[str, str] = {}  # uploaded file's server path -> the keyword it was loaded as
@@ -137,9 +138,10 @@ class Session:
             concept.token, concept.concept_type = saved.config.token, saved.config.concept_type
             concept.source = f"trained here ({saved.step} steps)"
             self.add_concept(concept, replace=True)
-            view = RunView(step=saved.step, total=saved.config.steps, phase="finished", output_dir=saved.folder,
-                           keyword=saved.config.token, finished=Finished(saved.step, False, saved.folder, concept),
-                           ended_at=time.monotonic())
+            now = time.monotonic()  # what the run took is kept in its folder; the clock is this process's
+            view = RunView(step=saved.step, total=saved.config.steps, phase="stopped" if saved.stopped else "finished",
+                           output_dir=saved.folder, keyword=saved.config.token, started=now - saved.seconds,
+                           finished=Finished(saved.step, saved.stopped, saved.folder, concept), ended_at=now)
             view.files = download_files(saved.folder, model.family.is_sdxl)
             self.finished_runs.append(view)
 
@@ -249,15 +251,18 @@ class Session:
         concept = view.finished.concept
         concept.source = f"trained here ({view.step} steps)"
         view.keyword, note = self.add_concept(concept, replace=True)
-        write_result(view.output_dir, view.step, view.finished.stopped)
+        write_result(view.output_dir, view.step, view.finished.stopped, time.monotonic() - view.started)
         view.files = download_files(view.output_dir, is_sdxl)
         self.finished_runs.append(view)
         return note
 
-    def start(self, total: int) -> RunView:
+    def start(self, total: int, form: dict | None = None) -> RunView:
+        """Mark a run as going (one at a time per visitor), with the form it was started from."""
         with self._lock:
             if self.training:
-                raise ValueError("a training run is already going in this tab: stop it first, or wait for it")
+                raise ValueError(f"{self.run.keyword or 'a concept'} is already training for you (maybe in another "
+                                 "tab): stop it first, or wait for it")
+            self.run_form = dict(form or {})
             self.run = RunView(total=total)
             return self.run
 

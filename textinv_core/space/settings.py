@@ -27,7 +27,7 @@ TRAIN_SLOTS = _limit("TEXTINV_TRAIN_SLOTS", 2, 1)
 GENERATE_CONCURRENCY = _limit("TEXTINV_GENERATE_CONCURRENCY", 2, 1)
 AUTOSAVE_SECONDS = float(os.environ.get("TEXTINV_AUTOSAVE_SECONDS", "60"))  # a crash loses at most this
 # A page's session is forgotten an hour after its tab closed (gradio's grace); an API caller that
-# never disconnects (plain REST) is forgotten this long after its last change.
+# never disconnects (plain REST) is ended by the sweep once unused for the grace (visitors.py).
 SESSION_TTL = 24 * 3600
 SWEEP_SECONDS = 300
 SHUTDOWN_SECONDS = 25  # on SIGTERM, how long runs get to reach their next step and save (Spaces wait 30)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from .. import toyworld
 from ..concepts import concept_name
 from ..images import MAX_IMAGES
 from ..models import BaseModel
@@ -23,6 +25,7 @@ from . import estimate, forms, messages, training, uploads
 from .context import SERVER, model, own, viewing
 from .fields import MAX_KEYWORD_CHARS, FieldError
 from .keywords import default_preview_prompt, suggest_keyword
+from .notices import warn
 from .session import Session
 from .settings import EXAMPLES_DIR
 from .shell import Shell
@@ -117,7 +120,7 @@ def build(base: BaseModel) -> TrainTab:
                     "**What works best**\n"
                     "- the concept itself, large in the frame, in every image\n"
                     "- different backgrounds, angles and lighting (a style: different subjects)\n"
-                    "- sharp photos of 512 px or more; no text or watermarks\n\n"
+                    f"- {photo_tip(base)}; no text or watermarks\n\n"
                     "Training teaches the model one new word; the model itself never changes, so "
                     "your concept stays yours: nobody else using this page sees it.",
                     elem_classes="tips",
@@ -187,9 +190,9 @@ def build(base: BaseModel) -> TrainTab:
         with gr.Column(visible=False) as result_box:
             result_md = gr.Markdown()
             with gr.Row():
-                dl_diffusers = gr.DownloadButton("⬇ diffusers (.safetensors)", variant="secondary",
+                dl_diffusers = gr.DownloadButton("⬇ diffusers (learned_embeds.safetensors, zipped)", variant="secondary",
                                                  elem_id="download-diffusers")
-                dl_a1111 = gr.DownloadButton("⬇ AUTOMATIC1111 / ComfyUI", variant="secondary",
+                dl_a1111 = gr.DownloadButton("⬇ AUTOMATIC1111 / ComfyUI (.pt)" if not base.family.is_sdxl else "⬇ AUTOMATIC1111 / ComfyUI (.safetensors)", variant="secondary",
                                              elem_id="download-a1111")
                 dl_all = gr.DownloadButton("⬇ everything (.zip)", variant="secondary", elem_id="download-all")
             with gr.Row():
@@ -210,6 +213,14 @@ def build(base: BaseModel) -> TrainTab:
     )
 
 
+def photo_tip(base: BaseModel) -> str:
+    """The size of picture that trains well on this model, from the model itself."""
+    if toyworld.vocabulary(base) is not None:
+        return (f"pictures of its own toy world (it draws {base.resolution} px); photos of real things need a "
+                "real Stable Diffusion model")
+    return f"sharp photos of {base.resolution} px or more"
+
+
 # -- handlers -----------------------------------------------------------------------------------
 
 
@@ -217,28 +228,58 @@ def image_views(session: Session, not_added: list[str] = ()):
     """The tab's thumbnails, image notes, the emptied upload box and the image picker."""
     items = [(u.thumb if u.thumb is not None else uploads.refused_thumbnail(), u.caption) for u in session.uploads]
     names = [u.name for u in session.uploads]
-    return items, uploads.notes(session.uploads, list(not_added)), None, gr.update(choices=names, value=None)
+    notes = uploads.notes(session.uploads, list(not_added)) + world_note(model(), session.uploads)
+    return items, notes, None, gr.update(choices=names, value=None)
+
+
+def world_note(base: BaseModel, images: list[uploads.Upload]) -> str:
+    """On the toy-world model, a note (not a refusal) under photos that can't be of its world:
+    its pictures are small drawings, and it can't learn what it has never drawn."""
+    if toyworld.vocabulary(base) is None:
+        return ""
+    photos = [u.name for u in images if u.item is not None and max(u.item.image.size) > 4 * base.resolution]
+    if not photos:
+        return ""
+    return (f"\n- ℹ {uploads.escape(uploads.listed(photos))}: this demo model only draws its own toy world of "
+            f"{base.resolution} px pictures, so it can train on {'these' if len(photos) > 1 else 'this'} but can't "
+            "learn a real photo's subject; for real photos, run the app on a Stable Diffusion model "
+            "(`TEXTINV_MODEL`).")
+
+
+def refuse_while_training(session: Session, action: str) -> bool:
+    """A running run keeps the images and form it started with: say so instead of changing them
+    (another page of the same visitor may not show the run)."""
+    if not session.training:
+        return False
+    keyword = session.run.keyword or "your concept"
+    warn("A run is going", f"{keyword} is training on these images: {action} once it has ended, or stop it first.")
+    return True
 
 
 def add_images(files, session: Session | None):
     session = own(session)
+    if refuse_while_training(session, "add images"):
+        return (*image_views(session), session)
     paths = [(str(f), Path(str(f)).name) for f in (files or [])]
     return (*image_views(session, session.add_images(paths, model().resolution)), session)
 
 
 def clear_images(session: Session | None):
     session = viewing(session)
-    session.clear_images()
+    if not refuse_while_training(session, "remove images"):
+        session.clear_images()
     return image_views(session)
 
 
 def remove_image(name, session: Session):
     """Remove one image, picked by clicking its thumbnail (or by name through the API)."""
     session = viewing(session)
-    if not name:
-        gr.Warning("Click a thumbnail first to pick the image to remove.", title="Nothing picked")
+    if refuse_while_training(session, "remove images"):
+        pass
+    elif not name:
+        warn("Nothing picked", "click a thumbnail first to pick the image to remove.")
     elif not session.remove_image(str(name)):
-        gr.Warning(messages.for_toast(f"There is no image called {name} here."), title="Not found")
+        warn("Not found", f"there is no image called {name} here.")
     return image_views(session)
 
 
@@ -290,6 +331,8 @@ def example_sets(base: BaseModel) -> list[dict]:
 def load_example(example: dict, session: Session):
     """Put an example set's images in the tab and fill in its name, keyword and word."""
     session = own(session)
+    if refuse_while_training(session, "load an example set"):
+        return (*image_views(session), *(gr.update() for _ in range(4)), session)
     session.clear_images()
     files = sorted(p for p in example["folder"].iterdir() if p.suffix == ".png")
     not_added = session.add_images([(str(p), p.name) for p in files], model().resolution)
@@ -323,10 +366,27 @@ def go_push(session: Session | None):
 # -- wiring ---------------------------------------------------------------------------------------
 
 
-def run_outputs(tab: TrainTab, generate: GenerateTab, hub: HubTab) -> list:
-    """What a run's updates fill, in the order `training.train_update` gives them."""
-    return [tab.status, tab.loss_plot, tab.previews, tab.result_box, tab.dl_diffusers, tab.dl_a1111, tab.dl_all,
-            tab.train_btn, tab.stop_btn, generate.concept_table, generate.concept_pick, hub.push_run, tab.result_md]
+def run_widgets(tab: TrainTab, shell: Shell, generate: GenerateTab, hub: HubTab) -> training.RunWidgets:
+    """What a run's updates fill. Locked while it trains: the buttons that would change its images
+    or form (the example sets, removing images); uploads are refused by `add_images` then (the
+    upload box stays out of the outputs, which API callers of /train receive)."""
+    return training.RunWidgets(
+        status=tab.status, loss_plot=tab.loss_plot, previews=tab.previews, result_box=tab.result_box,
+        result_md=tab.result_md, downloads={"diffusers": tab.dl_diffusers, "a1111": tab.dl_a1111, "everything": tab.dl_all},
+        train_btn=tab.train_btn, stop_btn=tab.stop_btn,
+        locked=[tab.remove_btn, tab.clear_btn, *(button for button, _ in tab.examples)],
+        concept_table=generate.concept_table, concept_pick=generate.concept_pick, push_run=hub.push_run,
+        resume_box=tab.resume_box, session=shell.session,
+    )
+
+
+def show_run_form(session: Session | None) -> tuple:
+    """A reopened page shows the form as it was for the session's latest run, so the name, keyword
+    and settings beside its progress or result are that run's."""
+    form = viewing(session).run_form
+    if not form:
+        return tuple(gr.update() for _ in fields(TrainForm))
+    return tuple(form.get(f.name, gr.update()) for f in fields(TrainForm))
 
 
 def wire(tab: TrainTab, shell: Shell, generate: GenerateTab, hub: HubTab) -> None:
@@ -352,13 +412,13 @@ def wire(tab: TrainTab, shell: Shell, generate: GenerateTab, hub: HubTab) -> Non
                              [form.keyword, form.concept_type], [form.preview_prompt], api_visibility="private")
 
     # Train only watches the run (the runner limits how many train at once), so it needs no slot of its own.
-    outputs = run_outputs(tab, generate, hub)
+    widgets = run_widgets(tab, shell, generate, hub)
     tab.train_btn.click(
-        training.train, [session], [*outputs, session], inputs_kwargs=by_name(form), api_name="train",
+        partial(training.train, widgets), [session], widgets.outputs(), inputs_kwargs=by_name(form), api_name="train",
         show_progress="hidden", concurrency_limit=None,
     ).then(show_estimate, estimate_inputs, [tab.estimate], api_visibility="private", **in_order)  # now learned
-    tab.resume_btn.click(training.resume, [session], [*outputs, tab.resume_box], api_name="resume",
-                         show_progress="hidden", concurrency_limit=None)
+    tab.resume_btn.click(partial(training.resume, widgets), [session], [*widgets.outputs(), tab.resume_box],
+                         api_name="resume", show_progress="hidden", concurrency_limit=None)
     tab.stop_btn.click(stop, [session], [tab.status], api_name="stop", concurrency_limit=None)
     tab.to_generate.click(use_in_generate, [session], [shell.tabs, generate.prompt, generate.concept_pick],
                           api_visibility="private")

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from ..concepts import new_concept
+from ..concepts import concept_name, new_concept
 from ..train import TrainConfig
 from . import driving, estimate, forms, runs
 from .context import RUNNER, SERVER, model, own, viewing
+from .downloads import describe as describe_downloads
 from .downloads import download_files
 from .driving import STOP_FILE, RunView, train_config
 from .fields import FieldError
@@ -62,66 +64,102 @@ def newest_first(view: RunView) -> list:
     return list(reversed(view.previews))
 
 
-def progress_text(view: RunView) -> str:
+def run_seconds(view: RunView) -> float:
+    """How long the run took (an ended one) or has taken so far."""
+    return (view.ended_at if view.ended_at is not None else time.monotonic()) - view.started
+
+
+def progress_text(view: RunView, replacing: bool = False) -> str:
+    """The status line of a run, naming its keyword: two pages of one visitor may show it."""
+    keyword = f"`{view.keyword}`" if view.keyword else "your concept"
     if view.phase == "waiting":
         ahead = f"{view.ahead} run{'s' if view.ahead != 1 else ''} ahead of yours" if view.ahead else "next in line"
-        return f"⏳ Waiting for a free training slot ({ahead}); it starts by itself, you can leave this page."
+        return f"⏳ {keyword}: waiting for a free training slot ({ahead}); it starts by itself, you can leave this page."
     if view.phase == "preparing":
-        return "Preparing: encoding your images…"
-    elapsed = estimate.format_duration(time.monotonic() - view.started)
-    if view.phase in ("finished", "stopped"):
-        verb = "Finished" if view.phase == "finished" else "Stopped early, keeping what was learned"
+        return f"Preparing {keyword}: encoding your images…"
+    elapsed = estimate.format_duration(run_seconds(view))
+    if view.phase == "finished":
         learned_at = view.finished.learned_at if view.finished else None
         if learned_at is not None:
-            return (f"✔ **Finished: learned** by step {view.step} of {view.total} in {elapsed}; it got no better "
-                    f"after step {learned_at}, whose vectors it kept.")
-        return f"✔ **{verb}**: {view.step} / {view.total} steps in {elapsed}."
+            return (f"✔ **Finished: {keyword} learned** by step {view.step} of {view.total} in {elapsed}; it got no "
+                    f"better after step {learned_at}, whose vectors it kept.")
+        return f"✔ **Finished** {keyword}: {view.step} / {view.total} steps in {elapsed}."
+    if view.phase == "stopped":
+        return (f"■ **Stopped early** {keyword} at step {view.step} of {view.total} after {elapsed}, keeping what it "
+                "had learned.")
     eta = view.eta
     left = f" · about {estimate.format_duration(eta)} left" if eta is not None else ""
     loss = f" · loss {view.losses[-1][1]:.4f}" if view.losses else ""
-    state = "■ Stopping after this step…" if view.phase == "stopping" else "▶ Training"
-    return f"{state} · step **{view.step} / {view.total}**{loss}{left} · {elapsed} so far"
+    state = f"■ Stopping {keyword} after this step…" if view.phase == "stopping" else f"▶ Training {keyword}"
+    replaces = f"\n\n⚠ When it ends it replaces your earlier {keyword}." if replacing else ""
+    return f"{state} · step **{view.step} / {view.total}**{loss}{left} · {elapsed} so far{replaces}"
 
-def train_update(status, plot=None, previews=None, running: bool = False, clear: bool = False,
-                 files: dict | None = None, session: Session | None = None, keyword: str | None = None,
-                 result: str = "") -> tuple:
-    """The Train handler's outputs, in the order `build_app` wires them: status, loss plot, previews,
-    result panel, the three downloads, Train and Stop buttons, the Generate tab's concept table and
-    keyword picker, the Hub tab's concept choices, and the result text. `None` leaves a widget as is;
-    `clear` hides the previous run's result (a new run started), `files` shows this one's."""
-    keep = gr.update()
+
+@dataclass
+class RunWidgets:
+    """What a run's updates fill, across the tabs: the Train tab's progress, result and buttons,
+    the widgets locked while it trains (anything that would change the run's images or form),
+    Generate's concept table and picker, Hub's pushable runs, and the visitor's session."""
+
+    status: gr.Markdown
+    loss_plot: gr.LinePlot
+    previews: gr.Gallery
+    result_box: gr.Column
+    result_md: gr.Markdown
+    downloads: dict[str, gr.DownloadButton]  # by `download_files` key: diffusers, a1111, everything
+    train_btn: gr.Button
+    stop_btn: gr.Button
+    locked: list  # interactive only while no run is going
+    concept_table: gr.Dataframe
+    concept_pick: gr.Dropdown
+    push_run: gr.Dropdown
+    resume_box: gr.Column
+    session: gr.State
+
+    def outputs(self) -> list:
+        """In the order API callers of /train get them (the result text last, the session unseen)."""
+        return [self.status, self.loss_plot, self.previews, self.result_box, *self.downloads.values(), self.train_btn,
+                self.stop_btn, *self.locked, self.concept_table, self.concept_pick, self.push_run, self.result_md,
+                self.session]
+
+
+def run_update(w: RunWidgets, status, plot=None, previews=None, running: bool = False, clear: bool = False,
+               files: dict | None = None, session: Session | None = None, keyword: str | None = None,
+               result: str = "") -> dict:
+    """One update of a run's widgets. `None` leaves a widget as it is; `clear` hides the previous
+    run's result (a new run started), `files` shows this one's; `session` refreshes what the other
+    tabs show of it and hands it back to gradio (an API caller's first run keeps its session)."""
+    update = {w.status: status, w.train_btn: gr.update(interactive=not running),
+              w.stop_btn: gr.update(interactive=running)}
+    update |= {widget: gr.update(interactive=not running) for widget in w.locked}
+    if plot is not None:
+        update[w.loss_plot] = plot
+    if previews is not None:
+        update[w.previews] = previews
     if files:
-        panel = (gr.update(visible=True), str(files["diffusers"]), str(files["a1111"]), str(files["everything"]))
+        update |= {w.result_box: gr.update(visible=True), w.result_md: result}
+        update |= {button: str(files[key]) for key, button in w.downloads.items()}
     elif clear:
-        panel = (gr.update(visible=False), None, None, None)
-    else:
-        panel = (keep, keep, keep, keep)
-    concepts = concept_views(session, keyword) if session is not None else (keep, keep)
-    return (
-        status,
-        keep if plot is None else plot,
-        keep if previews is None else previews,
-        *panel,
-        gr.update(interactive=not running),
-        gr.update(interactive=running),
-        *concepts,
-        trained_runs(session) if session is not None else keep,
-        result if (files or clear) else keep,
-    )
+        update |= {w.result_box: gr.update(visible=False), w.result_md: ""}
+        update |= {button: None for button in w.downloads.values()}
+    if session is not None:
+        update[w.concept_table], update[w.concept_pick] = concept_views(session, keyword)
+        update[w.push_run] = trained_runs(session)
+        update[w.session] = session
+    return update
 
 
-def train(session: Session | None, **form):
+def train(w: RunWidgets, session: Session | None, **form):
     """Start a training run and stream it: progress, loss curve, previews, then the downloads. The
     run goes on by itself (`runs.Runner`): closing or reloading the page only stops the streaming.
-    `form` is the Train form by field name (`train_tab.TrainForm`, `forms.train_request`). The
-    session is the last output, so an API caller's first run keeps its session."""
+    `form` is the Train form by field name (`train_tab.TrainForm`, `forms.train_request`)."""
     session = own(session)
     try:
-        request = forms.train_request(SERVER.resolutions, **form)
-        config = train_config(request)
         images = session.usable_images()
         if not images:
             raise ValueError("add 3 to 5 images of your concept first (drop them in the box above)")
+        request = forms.train_request(SERVER.resolutions, **form)
+        config = train_config(request)
         config.check()  # and the keyword, initializer word and vectors, before anything is written:
         concept = new_concept(model(), config.token, config.init_word, config.num_vectors, config.concept_type,
                               config.seed)
@@ -129,32 +167,32 @@ def train(session: Session | None, **form):
         if missing:
             raise FieldError(f"Preview prompt: {', '.join(missing)} is not this concept's keyword (`{config.token}`); "
                              "previews can only use the keyword being trained")
-        view = session.start(config.steps)
+        view = session.start(config.steps, form | {"keyword": config.token})
     except ValueError as err:
-        yield (*train_update(failed(err)), session)
+        yield run_update(w, failed(err, "Training not started"), session=session)
         return
     except Exception as err:
-        yield (*train_update(unexpected(err, "starting the run")), session)
+        yield run_update(w, unexpected(err, "starting the run"), session=session)
         return
+
     def begin() -> None:
         start_run(session, view, images, config, session.new_run_folder(config.token))
 
-    for update in start_and_follow(session, view, begin, "starting the run"):
-        yield (*update, session)
+    yield from start_and_follow(w, session, view, begin, "starting the run")
 
 
-def start_and_follow(session: Session, view: RunView, begin, what: str):
+def start_and_follow(w: RunWidgets, session: Session, view: RunView, begin, what: str):
     """Call `begin()` to start a run the session has marked as training, then stream it. From the
     mark on, any failure must end the run, or the tab could never train again."""
     try:
         begin()
     except Exception as err:
         view.update(phase="failed", ended_at=time.monotonic())
-        yield train_update(unexpected(err, what))
+        yield run_update(w, unexpected(err, what), session=session)
         return
     plot = loss_frame(view.losses) if view.losses else gr.update(value=None)
-    yield train_update(progress_text(view), plot, previews=[], running=True, clear=True)
-    yield from follow(view, session)
+    yield run_update(w, progress_text(view), plot, previews=[], running=True, clear=True, session=session)
+    yield from follow(w, view, session)
 
 
 def start_run(session: Session, view: RunView, images, config: TrainConfig, output_dir: Path,
@@ -187,38 +225,55 @@ def start_run(session: Session, view: RunView, images, config: TrainConfig, outp
     RUNNER.start(view, drive, stop_file, on_end)
 
 
-def follow(view: RunView, session: Session):
+def follow(w: RunWidgets, view: RunView, session: Session):
     """The Train outputs for a run as it goes (at most two page updates a second, every preview
     at once), then its end: the result and downloads, or what happened instead."""
     shown_previews = len(view.previews) - 1
+    replacing = view.keyword.lower() in session.concepts  # an earlier concept of the same keyword
     for _ in runs.watch(view):
         if view.ended_at is not None:
             break
         new_previews = len(view.previews) != shown_previews
         shown_previews = len(view.previews)
-        yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view) if new_previews else None,
-                           running=True)
-    yield ended(view, session)
+        yield run_update(w, progress_text(view, replacing), loss_frame(view.losses),
+                         newest_first(view) if new_previews else None, running=True)
+    yield ended(w, view, session)
 
 
-def ended(view: RunView, session: Session) -> tuple:
+def ended(w: RunWidgets, view: RunView, session: Session) -> dict:
     """The Train outputs for a run that has ended."""
     if view.phase == "failed":
-        return train_update(view.error or "✖ training failed; please try again", session=session)
+        return run_update(w, view.error or "✖ training failed; please try again", session=session)
     if view.phase == "interrupted":
-        return train_update(f"■ **The server is restarting.** Your run was saved at step {view.step} of {view.total}; "
-                            "reload this page when it is back to go on from there.", session=session)
+        return run_update(w, f"■ **The server is restarting.** Your run was saved at step {view.step} of {view.total}; "
+                          "reload this page when it is back to go on from there.", session=session)
     if view.finished is None:
-        return train_update("■ Stopped before it started: nothing was trained.", session=session)
+        return run_update(w, "■ Stopped before it started: nothing was trained.", session=session)
+    return run_update(w, progress_text(view), loss_frame(view.losses), newest_first(view), files=view.files,
+                      session=session, keyword=view.keyword, result=result_text(view, session))
+
+
+def result_text(view: RunView, session: Session) -> str:
+    """What a run with a result left: ready, or stopped early and how far it got, then how to use
+    it and how well it learned."""
     keyword = view.keyword
     concept = session.concepts.get(keyword.lower())
     example = default_preview_prompt(keyword, concept.concept_type if concept else "object")
-    result = (f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`"
-              + (f"\n\n({view.note})" if view.note else ""))
+    if view.finished.stopped and view.step < max(10, view.total // 20):
+        head = (f"### ■ `{keyword}` was stopped after {view.step} step{'s' if view.step != 1 else ''}\nIt has "
+                "barely moved from its starting word: train it longer for it to mean something. You can still try it, "
+                f"for example `{example}`")
+    elif view.finished.stopped:
+        head = (f"### ■ `{keyword}` was stopped at step {view.step} of {view.total}\nIt keeps what it had learned by "
+                f"then, which may be less than a full run would. Use it in a prompt, for example `{example}`")
+    else:
+        head = f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`"
+    text = head + (f"\n\n({view.note})" if view.note else "")
     if view.finished.readout:
-        result += f"\n\n**How well it learned:** {view.finished.readout.summary()}"
-    return train_update(progress_text(view), loss_frame(view.losses), newest_first(view), files=view.files,
-                        session=session, keyword=keyword, result=result)
+        text += f"\n\n**How well it learned:** {view.finished.readout.summary()}"
+    if view.files:
+        text += "\n\n" + describe_downloads(view.files)
+    return text
 
 def resume_offer(session: Session) -> tuple:
     """The resume panel: shown while the session holds a run that a server restart interrupted."""
@@ -231,35 +286,46 @@ def resume_offer(session: Session) -> tuple:
     return gr.update(visible=True), text, str(files["everything"])
 
 
-def watch_run(session: Session | None):
+def watch_run(w: RunWidgets, session: Session | None):
     """A reloaded page streams the session's run if one is going, else shows how the last one ended."""
     session = viewing(session)
     view = session.run or (session.finished_runs[-1] if session.finished_runs else None)
     if view is None:  # nothing to show; a generator that yields nothing would blank every output
-        yield train_update(gr.update())
+        yield {w.status: gr.update()}
         return
     if view.ended_at is None:
-        yield train_update(progress_text(view), loss_frame(view.losses), newest_first(view), running=True, clear=True)
-    yield from follow(view, session)
+        yield run_update(w, progress_text(view), loss_frame(view.losses), newest_first(view), running=True, clear=True)
+    yield from follow(w, view, session)
 
 
-def resume(session: Session | None):
+def resume(w: RunWidgets, session: Session | None):
     """Go on with the interrupted run from its latest checkpoint, streaming it like a new run."""
     session = viewing(session)
-    hide = gr.update(visible=False)
+    hide = {w.resume_box: gr.update(visible=False)}
     if not session.interrupted:
-        yield (*train_update(failed(ValueError("there is no interrupted run to resume in this session"))), hide)
+        yield run_update(w, failed(ValueError("there is no interrupted run to resume in this session"), "Nothing to resume")) | hide
         return
     try:
         saved = session.interrupted[-1]
-        view = session.start(saved.config.steps)
+        view = session.start(saved.config.steps, form_of(saved.config))
     except ValueError as err:
-        yield (*train_update(failed(err)), gr.update())
+        yield run_update(w, failed(err, "Not resumed"))
         return
     session.interrupted.pop()
     (saved.folder / STOP_FILE).unlink(missing_ok=True)  # left by the shutdown that interrupted it
+
     def begin() -> None:
         start_run(session, view, saved.images(), saved.config, saved.folder, saved.state())
 
-    for update in start_and_follow(session, view, begin, "resuming the run"):
-        yield (*update, hide)
+    for update in start_and_follow(w, session, view, begin, "resuming the run"):
+        yield update | hide
+
+
+def form_of(config: TrainConfig) -> dict:
+    """The Train form, by field name, that a run's config came from (its name is its keyword's)."""
+    return dict(name=concept_name(config.token).replace("-", " "), keyword=config.token,
+                concept_type=config.concept_type, init_word=config.init_word or "", steps=config.steps,
+                lr=config.learning_rate, vectors=config.num_vectors, batch_size=config.batch_size,
+                resolution=config.resolution, seed=config.seed, flip=config.flip, schedule=config.lr_schedule,
+                preview_prompt=config.preview_prompt, preview_every=config.preview_every,
+                stop_when_learned=config.stop_when_learned)

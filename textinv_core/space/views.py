@@ -3,6 +3,8 @@ by Train and Hub too) and the runs it can push (the Hub tab's choices, fed by Tr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 
@@ -27,6 +29,14 @@ def concept_views(session: Session | None, selected: str | None = None):
 
 
 def trained_runs(session: Session):
-    """The Hub tab's 'concept to push' choices: finished runs of this session."""
-    choices = [(f"{run.keyword} ({run.output_dir.name})", str(run.output_dir)) for run in session.finished_runs]
+    """The Hub tab's 'concept to push' choices: finished runs of this session, named by keyword and
+    how far they trained. The value is the run folder's name, never its path on the server."""
+    runs = session.finished_runs
+    repeated = {run.keyword.lower() for run in runs if sum(r.keyword.lower() == run.keyword.lower() for r in runs) > 1}
+    choices = []
+    for number, run in enumerate(runs, 1):
+        label = f"{run.keyword} · {run.step} steps" + (" · stopped early" if run.phase == "stopped" else "")
+        if run.keyword.lower() in repeated:
+            label += f" · run {number} of this session"
+        choices.append((label, Path(run.output_dir).name))
     return gr.update(choices=choices, value=choices[-1][1] if choices else None)

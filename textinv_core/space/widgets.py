@@ -33,10 +33,20 @@ footer { display: none !important; }
 
 # While a run is going (Stop is enabled only then), the browser asks before the page is left. The
 # run itself would go on (see runs.py), but a visitor who closes the tab by mistake should know.
+# And a new action (a click on a button, Enter in a field) closes the toasts of earlier ones:
+# gradio groups toasts of a kind and stops their timers once two are grouped, so they would pile up.
 HEAD = """<script>
 window.addEventListener("beforeunload", (event) => {
   if (document.querySelector("#stop-btn:not([disabled])")) { event.preventDefault(); event.returnValue = ""; }
 });
+function closeEarlierToasts(event) {
+  if (event.target.closest("[data-testid='toast-body']")) return;
+  if (event.type === "keydown" && event.key !== "Enter") return;
+  if (event.type === "click" && !event.target.closest("button")) return;
+  document.querySelectorAll("[data-testid='toast-close']").forEach((button) => button.click());
+}
+window.addEventListener("click", closeEarlierToasts, true);
+window.addEventListener("keydown", closeEarlierToasts, true);
 </script>"""
 
 

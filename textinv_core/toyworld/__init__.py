@@ -29,9 +29,14 @@ def vocabulary(model: BaseModel) -> dict | None:
     return json.loads((folder / WORLD_FILE).read_text()) if folder else None
 
 
+def plural(word: str) -> str:
+    """English plurals of the world's object words (a fish, two fish)."""
+    return word if word in ("fish", "sheep") else word + "es" if word.endswith(("s", "sh", "ch", "x")) else word + "s"
+
+
 def summary(vocab: dict) -> str:
     """What the world holds, in one sentence for people."""
     phrases = list(vocab["background_phrases"].values())
-    return (f"{', '.join(o + 's' for o in vocab['objects'][:-1])} and toys, in {len(vocab['colors'])} colours "
+    return (f"{', '.join(plural(o) for o in vocab['objects'][:-1])} and toys, in {len(vocab['colors'])} colours "
             f"({', '.join(vocab['colors'])}), {', '.join(phrases[:-1])} or {phrases[-1]}, plain or in "
             f"{', '.join(vocab['styles'])} style")

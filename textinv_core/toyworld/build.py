@@ -32,13 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline
-from diffusers import UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.training_utils import compute_snr
+from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import CLIPTextModel
-
-from safetensors.torch import save_file
 
 from ..builtin import text_config, word_tokenizer
 from ..templates import OBJECT_TEMPLATES, STYLE_TEMPLATES

@@ -16,9 +16,8 @@ from ..concepts import Concept
 from ..generate import generate
 from ..models import BaseModel
 from ..quality import EvalSet, evaluation_loss
-from . import WORLD_FILE, model_folder
+from . import WORLD_FILE, model_folder, world
 from . import checker as attribute_checker
-from . import world
 
 
 def load_checker(model: BaseModel) -> attribute_checker.AttributeChecker:
