@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+from warnings import catch_warnings, simplefilter
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,18 +40,17 @@ def load_image(path: str | Path, resolution: int = SMALL_SIDE) -> TrainingImage:
     path = Path(path)
     name = path.name
     try:
-        with Image.open(path) as probe:
+        with _open(path) as probe:
             width, height = probe.size
             if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: {width}x{height} pixels is too large to be a training photo "
-                    f"(limit {MAX_PIXELS:,} pixels); resize it first"
-                )
+                raise _too_large(name, f"{width}x{height} pixels")
             probe.load()
             image = _to_rgb(ImageOps.exif_transpose(probe))
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(name, f"over {Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except UnidentifiedImageError as err:
         raise ImageError(f"{name}: not an image we can read ({type(err).__name__}); upload a PNG, JPEG or WebP") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{name}: the file is damaged or truncated ({err}); export it again") from None
@@ -62,6 +62,18 @@ def load_image(path: str | Path, resolution: int = SMALL_SIDE) -> TrainingImage:
     if short < enough:
         warnings.append(f"{name}: only {image.width}x{image.height}; results are better from {enough} px or more")
     return TrainingImage(name, image, warnings, str(path))
+
+
+def _open(path: Path) -> Image.Image:
+    """`Image.open`, with Pillow's decompression-bomb warning raised as the refusal it is: a picture
+    over Pillow's pixel limit is refused by name, not announced in the server's log."""
+    with catch_warnings():
+        simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _too_large(name: str, size: str) -> ImageError:
+    return ImageError(f"{name}: {size} is too large to be a training photo (limit {MAX_PIXELS:,} pixels); resize it first")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

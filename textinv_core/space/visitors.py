@@ -12,12 +12,18 @@ What is kept, and for how long:
   grace for a page that comes back); a visitor's session ends when none of their pages is left
   and no run of theirs is going (a run that ended after the last page went is kept for `grace`
   more); its folder goes with it;
+- an API caller's session ends, folder and all, when its client goes: gradio sees that when the
+  client's heartbeat connection closes (gradio_client notices its own `close()` at the next
+  heartbeat: within 15 s, or $GRADIO_HEARTBEAT_INTERVAL) and runs `unload`. A caller that never
+  held that connection (plain REST) has its session ended once unused for `grace`; gradio alone
+  would keep it for the state's whole time-to-live;
 - folders no live session owns are removed once untouched for `grace` (anonymous ones) or `keep`
   (a visitor's, which after a restart may still be resumed), at start-up and then periodically.
 """
 
 from __future__ import annotations
 
+import datetime
 import gc
 import logging
 import os
@@ -26,7 +32,10 @@ import secrets
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
+
+import gradio as gr
 
 from ..models import BaseModel
 from .session import Session, session_root
@@ -68,6 +77,7 @@ class Visitors:
         self.run_grace = grace
         self._visitors: dict[str, Session] = {}
         self._anonymous: set[Session] = set()
+        self._watched: weakref.WeakKeyDictionary[gr.Blocks, gr.State] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def identity(self, stored: str | None, username: str | None = None) -> str:
@@ -112,9 +122,42 @@ class Visitors:
             if session.pages <= 0:
                 session.detached_at = time.monotonic()
 
+    def watch(self, demo: gr.Blocks, state: gr.State) -> None:
+        """End the API callers' sessions that `demo` keeps in `state` when their client goes, and
+        let `sweep` end those unused for `grace`. A visitor's session is left as it is: their
+        pages end with gradio's grace, so a reloaded page finds it again."""
+        def client_gone(request: gr.Request) -> None:
+            self._end_api_session(demo, state, request.session_hash)
+
+        demo.unload(client_gone)  # gradio runs it when the client's heartbeat connection closes
+        self._watched[demo] = state
+
+    def _end_api_session(self, demo: gr.Blocks, state: gr.State, session_hash: str, idle_only: bool = False) -> None:
+        """End the API caller's session gradio keeps for `session_hash`, if it has one (with
+        `idle_only`, not while it trains). gradio's reference to it is dropped too, so what it
+        holds in memory goes now, not when gradio forgets the connection."""
+        kept = demo.state_holder.session_data.get(session_hash)
+        session = kept.state_data.get(state._id) if kept else None
+        if not isinstance(session, Session) or session.visitor is not None or (idle_only and session.training):
+            return
+        kept.state_data[state._id] = None  # replaced, not deleted: gradio's own sweep may be iterating over it
+        self.release(session)
+
+    def _end_idle_api_sessions(self) -> None:
+        """End API sessions no request has used for `grace`: their callers never held a connection
+        whose closing gradio could see (plain REST), or have long left it idle."""
+        now = datetime.datetime.now()
+        for demo, state in list(self._watched.items()):
+            holder = getattr(demo, "state_holder", None)  # there once the demo is launched
+            for session_hash, used in list(holder.time_last_used.items()) if holder else []:
+                if (now - used).total_seconds() >= self.grace:
+                    self._end_api_session(demo, state, session_hash, idle_only=True)
+
     def sweep(self, root: Path | None = None) -> list[str]:
         """End visitors' sessions with no page left and nothing training, and delete folders no
-        live session owns once they are old enough. Returns the folder names removed."""
+        live session owns once they are old enough; end API sessions unused for `grace`. Returns
+        the folder names removed."""
+        self._end_idle_api_sessions()
         now, removed = time.monotonic(), []
         with self._lock:
             for visitor, session in list(self._visitors.items()):
