@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +24,11 @@ from textinv_core.toyworld import measure, vocabulary, world
 from textinv_core.train import TrainConfig, Trainer
 
 EXAMPLE_SETS = sorted(p.parent for p in EXAMPLES.glob("*/concept.json"))
-# What the base model must draw at least this often (benchmarks/README.md has the measured rates).
-# Measured by this test's own prompts (48 pictures): kind 46 %, colour 83 %, background 100 %;
-# chance is 12 %, 9 % and 17 %.
-RATE_FLOOR = {"kind": 0.35, "color": 0.65, "background": 0.8}
+# What the base model must draw at least this often. Measured by this test's own prompts (48
+# pictures, guidance 5): kind 87.5 %, colour 100 %, background 100 % (the model before hidden words:
+# 46 %, 83 %, 100 %); chance is 12 %, 9 % and 17 %.
+RATE_FLOOR = {"kind": 0.75, "color": 0.9, "background": 0.9}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +107,44 @@ def test_example_sets_show_what_their_concept_json_says(folder, toyworld, checke
     assert set(meta["attributes"].values()) - named, "an example concept must hold something no word names"
 
 
+@pytest.mark.parametrize("word, prompt, attribute", [
+    ("rocket", "a photo of a red {} on the beach", "kind"),
+    ("duck", "a photo of a red {} on the beach", "kind"),
+    ("teal", "a photo of a {} mug in the snow", "color"),
+    ("blocky", "a photo of a yellow car in the city, {} style", "style"),
+])
+def test_every_unnamed_thing_is_drawn_from_its_hidden_vector(toyworld, checker, word, prompt, attribute):
+    """Each unnamed thing is reachable from some embedding: its hidden word's (measured: 11 to 12
+    of 12 pictures each); so a learned concept has a true oracle to be measured against."""
+    hidden = measure.hidden_concept(toyworld, word)
+    readings = measure.readings(toyworld, checker, prompt.format(hidden.token), [hidden], count=12, seed=3)
+    assert attribute_checker.agreement(readings, **{attribute: word})[attribute] >= 0.75
+    assert len(toyworld.pipe.tokenizer(word, add_special_tokens=False).input_ids) > 1  # no plain prompt reaches it
+
+
+def test_only_measuring_reads_the_hidden_vectors(toyworld, tmp_path):
+    """Training, generation, the app and the command line never read the hidden words: only the
+    toy world's measuring code (and the build that writes them) names their file."""
+    readers = {str(p.relative_to(ROOT)) for p in [*ROOT.glob("textinv_core/**/*.py"), ROOT / "app.py"]
+               if re.search(r"hidden_words\.safetensors|HIDDEN_FILE|hidden_concept", p.read_text())}
+    assert readers == {"textinv_core/toyworld/measure.py", "textinv_core/toyworld/build.py"}
+    # and without the file a run and its pictures are as they were
+    copy = tmp_path / "toyworld"
+    shutil.copytree(TOYWORLD_DIR, copy, ignore=shutil.ignore_patterns("hidden_words.safetensors"))
+    from textinv_core.models import load_base_model
+    model = load_base_model(str(copy))
+    config = TrainConfig(token="<t>", init_word="toy", steps=2, seed=0, evaluate=False)
+    trainer = Trainer(model, load_images([EXAMPLES / "red-rocket"]), config, tmp_path / "run")
+    finished = list(trainer.run())[-1]
+    assert finished.step == 2 and measure.readings(model, measure.load_checker(model), "a photo of <t>",
+                                                   [finished.concept], count=1)
+    with pytest.raises(ValueError, match="no hidden words"):
+        measure.hidden_concept(model, "rocket")
+
+
 def test_a_run_at_the_defaults_learns_an_unnamed_concept(toyworld, checker, tmp_path):
-    """A red rocket: the model draws rockets, but only ever heard them called "toy"."""
+    """A red rocket: the model draws rockets, but a plain prompt can only say "toy", which draws
+    rockets or ducks. The oracle is the hidden word's vector: "red <rocket>"."""
     folder = EXAMPLES / "red-rocket"
     meta = json.loads((folder / "concept.json").read_text())
     config = TrainConfig(token=meta["token"], init_word=meta["init_word"], seed=0)  # 500 steps of 4 images
@@ -113,16 +153,15 @@ def test_a_run_at_the_defaults_learns_an_unnamed_concept(toyworld, checker, tmp_
     evalset = evaluation_set(toyworld, trainer.latents, "object")
     start = evaluation_loss(toyworld, evalset, meta["token"], [trainer.start])
     learned = evaluation_loss(toyworld, evalset, meta["token"], [finished.concept])
-    best = measure.oracle(toyworld, evalset, "object")
-    assert measure.gap_closed(start, learned, best.loss) >= 0.5, (start, learned, best)
-    assert finished.readout.verdict == "learned well"
+    rocket = measure.hidden_concept(toyworld, "rocket")
+    oracle = evaluation_loss(toyworld, evalset, f"red {rocket.token}", [rocket])
+    assert measure.gap_closed(start, learned, oracle) >= 0.5, (start, learned, oracle)
 
     seen = measure.readings(toyworld, checker, f"a photo of {meta['token']}", [finished.concept], count=16)
     before = measure.readings(toyworld, checker, f"a photo of {meta['init_word']}", count=16)
     rockets = attribute_checker.agreement(seen, **meta["attributes"])
     plain = attribute_checker.agreement(before, **meta["attributes"])
-    # "toy" draws rockets (about a third) and ducks, in any colour; the keyword draws them red, and
-    # rockets at least as often (measured: 5 of 16 either way, red 16 of 16 against 1 of 16)
-    assert rockets["color"] >= 0.5 and rockets["color"] >= plain["color"] + 0.4, (rockets, plain)
-    assert rockets["kind"] >= 0.25 and rockets["kind"] >= plain["kind"], (rockets, plain)
+    # measured: red rockets in 15 of 16 (red 16 of 16); "toy" draws rockets too (14 of 16) but in any colour (4 of 16)
+    assert rockets["color"] >= 0.75 and rockets["color"] >= plain["color"] + 0.4, (rockets, plain)
+    assert rockets["kind"] >= 0.75, (rockets, plain)
 

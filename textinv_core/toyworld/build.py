@@ -48,9 +48,9 @@ from ..builtin import text_config, word_tokenizer
 from ..templates import OBJECT_TEMPLATES, STYLE_TEMPLATES
 from . import checker as attribute_checker
 from . import world
+from .measure import HIDDEN_FILE
 
 MODEL_DIR = Path(__file__).parent / "model"
-HIDDEN_FILE = "hidden_words.safetensors"  # measuring only: see measure.hidden_concept
 
 
 @dataclass

@@ -4,6 +4,10 @@
   model draws what it was asked (or a concept's kind, colour or style) becomes a rate.
 - `oracle`: the best plain wording of the vocabulary for a concept's images, the target a learned
   keyword is compared with (the share of the start-to-oracle gap that training closed).
+- `hidden_concept`: the vector of an unnamed thing's hidden word, which the model was trained with
+  and ships without: the true oracle of a concept, and the ceiling of what its pictures can show.
+  This module is the only reader of that file (`tests/test_toyworld.py` checks it): training, the
+  app and the command line never see it, so a learned concept is measured against it honestly.
 """
 
 from __future__ import annotations
@@ -12,12 +16,30 @@ import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
+from safetensors.torch import load_file
+
 from ..concepts import Concept
 from ..generate import generate
 from ..models import BaseModel
 from ..quality import EvalSet, evaluation_loss
 from . import WORLD_FILE, model_folder, world
 from . import checker as attribute_checker
+
+HIDDEN_FILE = "hidden_words.safetensors"  # written by build.export
+
+
+def hidden_concept(model: BaseModel, word: str, token: str | None = None) -> Concept:
+    """The hidden word `word` (`world.hidden_words()`) as a concept with its trained vector."""
+    folder = model_folder(model)
+    path = folder / HIDDEN_FILE if folder else None
+    if path is None or not path.is_file():
+        raise ValueError(f"{model.spec} has no hidden words ({HIDDEN_FILE})")
+    vectors = load_file(str(path))
+    if word not in vectors:
+        raise ValueError(f"{word!r} is not a hidden word of {model.spec}: {', '.join(sorted(vectors))}")
+    kind = model.text_encoders[0].kind
+    concept_type = "style" if word in world.HIDDEN_STYLES else "object"
+    return Concept(token or f"<hidden-{word}>", {kind: vectors[word].float()}, concept_type, "hidden word")
 
 
 def load_checker(model: BaseModel) -> attribute_checker.AttributeChecker:
