@@ -97,7 +97,8 @@ def build(base: BaseModel) -> GenerateTab:
             with gr.Column(scale=3):
                 gr.Markdown("### Concepts in this tab\nTrained here or loaded from a file or the Hub; "
                             "only you see them.")
-                concept_table = gr.Dataframe(concept_rows(Session()), interactive=False, max_height=220)
+                concept_table = gr.Dataframe(concept_rows(Session()), interactive=False, max_height=220,
+                                             elem_id="concept-table")
                 with gr.Row():
                     concept_pick = gr.Dropdown([], label="Keyword", scale=2, allow_custom_value=True)
                     insert_pos = gr.Button("Insert in prompt", size="sm", scale=1)

@@ -29,6 +29,15 @@ CSS = """
 #stop-btn:not([disabled]) { background: #d64541 !important; border-color: #b83330 !important; color: white !important; }
 #stop-btn[disabled] { background: #f6d5d4 !important; border-color: #eebcbb !important; color: #9c4a48 !important; }
 footer { display: none !important; }
+/* A phone (390 px): thumbnails two by two with whole captions, all of them shown; tables scroll. */
+@media (max-width: 640px) {
+  #thumbnails, #thumbnails .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
+  #thumbnails .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important;
+                                grid-template-rows: none !important; }
+  #thumbnails .caption-label { white-space: normal !important; max-width: 94% !important; }
+  #concept-table .table-wrap { overflow-x: auto !important; }
+  #concept-table table { min-width: 100%; width: max-content; }
+}
 """
 
 # While a run is going (Stop is enabled only then), the browser asks before the page is left. The
