@@ -36,8 +36,9 @@ log = logging.getLogger("textinv.app")
 
 def loss_frame(losses: list[tuple[int, float]]) -> pd.DataFrame | None:
     """Long-format loss and its trailing average, thinned to at most ~400 points per series; None
-    (an empty plot) before the first step: an empty frame would freeze gradio's plot."""
-    if not losses:
+    (an empty plot) until there are two steps: an empty frame would freeze gradio's plot, and one
+    point makes a chart with no trend to read."""
+    if len(losses) < 2:
         return None
     window = max(5, min(100, len(losses) // 10))
     values = [loss for _, loss in losses]
