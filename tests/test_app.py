@@ -479,3 +479,48 @@ def test_generation_does_not_wait_behind_training(app_module):
     assert "Stopping" in first.predict(api_name="/stop")
     assert "Stopped early" in long_run.result(timeout=60)[0]
     assert "Finished" in queued.result(timeout=120)[0]  # the waiting run then got the slot
+
+
+def test_a_running_run_names_itself_and_keeps_its_images(url):
+    """Another page of the same visitor can't swap a running run's images, and every status line
+    names the keyword being trained; a stopped run is announced as stopped, not as ready."""
+    c = client(url)
+    add_images(c, ROBOT[:3])
+    job = c.submit(*train_args("<locked>", steps=2000, preview_every=0), api_name="/train")
+    while not any("step" in str(out[0]) for out in job.outputs()):
+        assert not job.done(), job.result()
+        threading.Event().wait(0.1)
+    assert "Training `<locked>`" in [str(out[0]) for out in job.outputs() if "step" in str(out[0])][-1]
+    _, notes = add_images(c, MUG[:2])  # refused while the run trains: the run's three images stay
+    assert notes.startswith("**3 images ready**")
+    thumbs, notes, _, _ = c.predict(api_name="/clear_images")
+    assert len(thumbs) == 3
+    assert "Stopping" in c.predict(api_name="/stop")
+    status, *_, result = job.result(timeout=60)
+    assert "Stopped early" in status and "`<locked>`" in status
+    assert "is ready" not in result and "was stopped" in result
+
+
+def test_train_on_an_empty_page_asks_for_images_first(url):
+    status = client(url).predict(*train_args("<" + "k" * 60 + ">", steps=2), api_name="/train")[0]
+    assert "add 3 to 5 images" in status and "Keyword" not in status
+
+
+def test_sizes_are_bounded_by_the_model(url, tiny_sd):
+    c = client(url)
+    native = tiny_sd.resolution  # a demo model draws x1 to x2 of its size
+    _, status = c.predict("a photo", "", 2, 7.5, 16 * native, native, 1, 1, api_name="/generate")
+    assert f"Width: {16 * native} is too large" in status and f"to {2 * native}" in status
+    _, status = c.predict("a photo", "", 2, 7.5, 2 * native, native, 1, 1, api_name="/generate")
+    assert status.startswith("✔") and "far from this model's own" in status
+
+
+def test_the_hub_tab_says_what_is_missing(url, monkeypatch):
+    c = client(url)
+    status = c.predict("not a repo!!", "", "", api_name="/load_concept")[2]
+    assert "“not a repo!!” is not a concept keyword" in status and "sd-concepts-library" not in status
+    add_images(c, ROBOT[:2])
+    c.predict(*train_args("<to-push>", steps=1, preview_every=0), api_name="/train")
+    monkeypatch.setattr(hub_tab, "hub_unreachable", lambda endpoint=None: "no network")
+    pushed = c.predict("", "", "", False, "openrail++", "", api_name="/push")
+    assert "logged in" in pushed and "can't reach" in pushed

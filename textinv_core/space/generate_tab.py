@@ -147,6 +147,8 @@ def run_generate(session: Session | None, **form):
     concepts = f" · concepts: {', '.join(used)}" if used else ""
     took = estimate.format_duration(time.monotonic() - begin)
     status = ok(f"{len(images)} image{'s' if len(images) != 1 else ''} in {took} · seed {seed}{concepts}")
+    if far := forms.size_warning(request.width, request.height, model().resolution):
+        status += f"\n\n⚠ {far}."
     if missing:
         warning = f"Not found, so read as plain words: {', '.join(missing)}. Only the concepts listed in this tab apply: train or load one first."
         warn("Keyword not found", warning)
