@@ -167,3 +167,17 @@ def test_offline_without_a_cached_copy_says_so(hub, tiny_sd, monkeypatch, tmp_pa
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(HubError, match="not in the local cache"):
         load_concept("alice/never-cached", tiny_sd, api=HfApi(endpoint=hub.endpoint), allow_local=False)
+
+
+def test_a_push_names_no_server_path(hub, trained, tmp_path):
+    """What a push stages comes from the run folder, whose images came from the server's disk:
+    no file of the repo says where the server keeps anything."""
+    from conftest import ROOT
+
+    api = hub.api(ALICE_WRITE)
+    push_concept(trained, "alice/no-paths", api)
+    pushed = {name: Path(api.hf_hub_download("alice/no-paths", name, cache_dir=tmp_path)).read_bytes()
+              for name in api.list_repo_files("alice/no-paths")}
+    assert "README.md" in pushed and any(name.startswith("concept_images/") for name in pushed)
+    for place in (str(trained), str(trained.parent), str(ROOT)):
+        assert [name for name, data in pushed.items() if place.encode() in data] == [], place

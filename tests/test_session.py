@@ -16,7 +16,7 @@ from textinv_core.space import downloads, driving, estimate, forms, keywords, up
 from textinv_core.space.session import Session
 from textinv_core.concepts import Concept
 from textinv_core.space.fields import MAX_KEYWORD_CHARS, FieldError
-from textinv_core.train import Finished, TrainConfig
+from textinv_core.train import Finished, Preview, Progress, TrainConfig
 
 ROBOT = sorted((EXAMPLES / "red-rocket").glob("*.png"))
 
@@ -114,3 +114,69 @@ def test_estimates_learn_from_the_runs_done_here():
     assert "learned from 1 run on this server" in learned.describe()
     estimate.record_run(model, 512, 1, 1, [9.0, 4.0, 4.0], [], None)
     assert estimate.estimate_training(model, 100, resolution=512).runs == 2
+
+
+def _fake_model(spec: str) -> SimpleNamespace:
+    return SimpleNamespace(spec=spec, is_demo=False, resolution=512, family=SimpleNamespace(name="SD 1.x"),
+                           placement=SimpleNamespace(device=SimpleNamespace(type="cpu"), dtype=torch.float32))
+
+
+def test_a_learned_estimate_counts_every_part_of_a_run():
+    """Preparing, the steps, stop when learned's readings (the start, every 25 steps), previews and
+    finishing: each as long as runs here took; with stop when learned it is an upper bound."""
+    model = _fake_model("fake/parts")
+    estimate.record_run(model, 512, 1, 1, [9.0, 2.0, 3.0, 1.0], [6.0], 7.0, reading_seconds=[5.0, 5.0, 4.0],
+                        prepare_seconds=4.0, stop_when_learned=True)
+    est = estimate.estimate_training(model, 100, resolution=512, preview_every=50, stop_when_learned=True)
+    assert est.seconds == pytest.approx(4.0 + 100 * 2.0 + (1 + 4) * 5.0 + 2 * 6.0 + 7.0)  # steps: their mean
+    assert est.up_to and est.describe().startswith("Up to **") and "sooner" in est.describe()
+    # without the rule: no readings while training, and finishing as the table says (no run like it yet)
+    without = estimate.estimate_training(model, 100, resolution=512, preview_every=50)
+    assert not without.up_to and without.describe().startswith("About **")
+    assert without.seconds == pytest.approx(4.0 + 100 * 2.0 + 2 * 6.0 + 2 * 5.0)
+    assert estimate.readings_in(100, True) == (5, 1) and estimate.readings_in(100, False) == (0, 2)
+
+
+def test_a_chunk_times_preparing_and_readings_apart(tiny_sd, monkeypatch, tmp_path):
+    from textinv_core import train
+    from textinv_core.stopping import PlateauRule
+
+    monkeypatch.setattr(train, "PlateauRule", lambda: PlateauRule(every=2, patience=10))
+    config = TrainConfig(token="<red-rocket>", steps=4, batch_size=1, stop_when_learned=True)
+    images = [uploads.check_image(path).item for path in ROBOT[:2]]
+    timing = [e for e in driving.train_chunk(tiny_sd, images, config, tmp_path) if isinstance(e, driving.Timing)][-1]
+    assert timing.prepare > 0 and len(timing.steps) == 4 and len(timing.readings) == 3  # the start, steps 2 and 4
+    assert timing.finish is not None
+
+
+class _Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_left_goes_by_the_latest_steps_and_counts_the_previews(monkeypatch):
+    """Waiting for a slot, preparing and a preview just made don't change the pace; the previews
+    still to come are counted at what the earlier ones took."""
+    clock = _Clock()
+    monkeypatch.setattr(driving.time, "monotonic", clock)
+    config = TrainConfig(token="<x>", steps=100, preview_every=25, preview_prompt="a <x>")
+    lefts = []
+
+    def chunk(images, config, output_dir, state, pause_at):
+        clock.now += 30.0  # waiting and preparing
+        for step in range(1, 51):
+            clock.now += 1.0
+            yield Progress(step, 100, 0.1, 0.005, 0.0, 0.0)
+            if step % 25 == 0:
+                clock.now += 10.0
+                yield Preview(step, [])
+
+    view = driving.RunView(total=100)
+    for seen in driving.run_training([], config, Path("."), chunk, view=view):
+        lefts.append(seen.eta)
+    assert lefts[0] is None  # one step: no pace yet
+    assert view.step == 50 and view.eta == pytest.approx(50 * 1.0 + 2 * 10.0)
+    assert driving.previews_after(50, 100, 25) == 2 and driving.previews_after(0, 90, 25) == estimate.preview_count(90, 25)
+    assert driving.previews_after(90, 90, 25) == 0

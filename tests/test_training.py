@@ -1,11 +1,19 @@
 """The training loop on both demo models: frozen weights, learning, reproducibility, resume, stop."""
 
+import json
+import shutil
+import zipfile
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from conftest import assert_same_state, model_state
+from conftest import EXAMPLES, ROOT, assert_same_state, model_state
+from textinv_core import train
 from textinv_core.concepts import new_concept
 from textinv_core.loss import denoising_loss
+from textinv_core.space import downloads, driving, uploads
+from textinv_core.stopping import PlateauRule
 from textinv_core.train import Checkpointed, Finished, Progress, TrainConfig, Trainer
 
 
@@ -204,3 +212,98 @@ def test_captions_replace_the_templates_for_their_image(tiny_sd, robot_images, t
     assert trainer.prompts[0] == ["a <red-rocket> waving on a table"]
     assert trainer.prompts[1] == ["a photo of a <red-rocket>, at night"]  # keyword added when missing
     assert len(trainer.prompts[2]) >= 20 and all("<red-rocket>" in p for p in trainer.prompts[2])
+
+
+def test_a_runs_files_name_no_server_path(tiny_sd, tmp_path):
+    """Uploads live in gradio's cache under random folder names: the run folder and its downloads
+    name the images as the visitor did, and nothing of where the server keeps anything."""
+    cache = tmp_path / "gradio" / "0a1b2c3d"
+    cache.mkdir(parents=True)
+    images = []
+    for i, source in enumerate(sorted((EXAMPLES / "red-rocket").glob("*.png"))[:3]):
+        copy = cache / f"upload-{i}.png"
+        shutil.copyfile(source, copy)
+        images.append(uploads.check_image(copy, f"my rocket {i}.png").item)
+    out = tmp_path / "outputs" / "run-01"
+    list(Trainer(tiny_sd, images, _config(steps=2), out).run())
+    files = downloads.download_files(out, family_is_sdxl=False)
+    taken_away = {"settings.json": (out / "settings.json").read_bytes()}
+    for zipped in (files["diffusers"], files["everything"]):
+        with zipfile.ZipFile(zipped) as archive:
+            taken_away |= {f"{zipped.name}:{n}": archive.read(n) for n in archive.namelist()}
+    assert f"{files['everything'].name}:settings.json" in taken_away
+    for place in (str(tmp_path), tmp_path.name, "0a1b2c3d", str(ROOT)):
+        assert [name for name, data in taken_away.items() if place.encode() in data] == [], place
+    assert json.loads(taken_away["settings.json"])["images"] == ["my rocket 0.png", "my rocket 1.png", "my rocket 2.png"]
+
+
+def test_a_resumed_cli_run_trains_on_its_own_copy_of_the_images(tiny_sd, robot_images, tmp_path):
+    from textinv_core.cli import run_images
+
+    config = _config(steps=2, captions={robot_images[1].name: "a <red-rocket> at night"})
+    list(Trainer(tiny_sd, robot_images, config, tmp_path).run())
+    again = run_images(tmp_path)
+    assert [item.name for item in again] == [item.name for item in robot_images]  # so captions still match
+    assert [item.image.size for item in again] == [item.image.size for item in robot_images]  # small: kept whole
+    resumed = Trainer(tiny_sd, again, config, tmp_path)
+    assert resumed.prompts == Trainer(tiny_sd, robot_images, config, tmp_path / "x").prompts
+
+
+def test_kept_best_vectors_are_written_with_their_own_step(tiny_sd, robot_images, tmp_path, monkeypatch):
+    """A plateaued run goes back to its best reading's vectors: the embedding files say that
+    reading's step, the checkpoint keeps the step the run reached, to resume from."""
+    monkeypatch.setattr(train, "PlateauRule", lambda: PlateauRule(every=2, patience=2))
+    readings = iter([1.0, 0.9, 0.8, 0.85, 0.85])  # the start, then steps 2, 4 (the best), 6, 8
+    monkeypatch.setattr(Trainer, "_reading", lambda self, concept=None: next(readings))
+    trainer = Trainer(tiny_sd, robot_images, _config(steps=20, stop_when_learned=True, evaluate=False), tmp_path)
+    best = None
+    for event in trainer.run():
+        if isinstance(event, Progress) and event.step == 4:
+            best = trainer.concept.detached().vectors["clip_l"]
+    assert isinstance(event, Finished) and (event.step, event.learned_at, event.stopped) == (8, 4, False)
+    assert torch.equal(load_file(tmp_path / "learned_embeds.safetensors")["<red-rocket>"], best)
+    assert torch.load(tmp_path / "red-rocket.pt", weights_only=True)["step"] == 4
+    state = train.read_checkpoint(tmp_path)
+    assert (state["step"], state["vectors_step"]) == (8, 4)
+    resumed = Trainer(tiny_sd, robot_images, _config(steps=20, evaluate=False), tmp_path / "resumed")
+    resumed.load_state_dict(state)
+    resumed.save_outputs()
+    assert torch.load(tmp_path / "resumed" / "red-rocket.pt", weights_only=True)["step"] == 4
+
+
+def _counting_evaluations(monkeypatch, after_first=None) -> list:
+    """Count the evaluation batches the trainer reads; `after_first()` runs once the first is read."""
+    calls, real = [], train.evaluation_loss
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        if after_first is not None and len(calls) == 1:
+            after_first()
+        return loss
+
+    monkeypatch.setattr(train, "evaluation_loss", counted)
+    return calls
+
+
+def test_a_stop_while_preparing_ends_the_run_before_its_first_step(tiny_sd, robot_images, tmp_path, monkeypatch):
+    """The app's Stop (a file) asked for before the run's first step: no plateau reading, no step,
+    no readout (nothing was learned), and the run ends as stopped, its files written."""
+    (tmp_path / driving.STOP_FILE).touch()
+    calls = _counting_evaluations(monkeypatch)
+    config = _config(steps=50, stop_when_learned=True)
+    events = list(driving.train_chunk(tiny_sd, robot_images, config, tmp_path))
+    finished = next(e for e in events if isinstance(e, Finished))
+    assert (finished.step, finished.stopped, finished.readout) == (0, True, None)
+    assert not any(isinstance(e, Progress) for e in events) and calls == []
+    assert (tmp_path / "learned_embeds.safetensors").exists() and (tmp_path / "checkpoints" / "step-000000.resume").exists()
+
+
+def test_a_stop_during_the_first_plateau_reading_cuts_it_short(tiny_sd, robot_images, tmp_path, monkeypatch):
+    """A reading costs several steps' time: a Stop asked for meanwhile waits for one slice of it."""
+    calls = _counting_evaluations(monkeypatch, after_first=lambda: (tmp_path / driving.STOP_FILE).touch())
+    trainer = Trainer(tiny_sd, robot_images, _config(steps=50, stop_when_learned=True), tmp_path,
+                      should_stop=(tmp_path / driving.STOP_FILE).exists)
+    events = list(trainer.run())
+    assert isinstance(events[-1], Finished) and events[-1].stopped and events[-1].step == 0
+    assert len(calls) == 1 and trainer.plateau is None

@@ -142,7 +142,6 @@ def _train_config(args: argparse.Namespace):
     if args.resume:
         settings = json.loads((args.resume / "settings.json").read_text())
         args.model = args.model or settings["model"]
-        args.images = args.images or settings.get("image_paths")
         known = TrainConfig.__dataclass_fields__
         config = TrainConfig(**{k: v for k, v in settings.items() if k in known})
         if args.steps != DEFAULT_STEPS:
@@ -160,6 +159,22 @@ def _train_config(args: argparse.Namespace):
         stop_when_learned=args.stop_when_learned, preview_every=args.preview_every, preview_prompt=args.preview_prompt,
         captions=_captions(args.captions),
     )
+
+
+def run_images(output_dir: Path) -> list:
+    """A run's own copy of its images (`concept_images/`), under the names it was trained with,
+    so that captions keyed by file name still find their image."""
+    from .images import load_images
+
+    folder = output_dir / "concept_images"
+    if not folder.is_dir():
+        raise ValueError(f"{output_dir} has no concept_images/ folder: give the images again with --images")
+    images = load_images([folder])
+    names = json.loads((output_dir / "settings.json").read_text()).get("images", [])
+    if len(names) == len(images):
+        for item, name in zip(images, names):
+            item.name = name
+    return images
 
 
 def _captions(path: Path | None) -> dict[str, str]:
@@ -182,9 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import Checkpointed, Finished, Preview, Progress, Trainer
 
     config = _train_config(args)
-    if not args.images:
-        raise ValueError("train needs --images (the resumed run's settings do not list them)")
-    images = load_images(args.images)
+    images = load_images(args.images) if args.images else run_images(args.resume)
     for item in images:
         for warning in item.warnings:
             print(f"warning: {warning}", file=sys.stderr)

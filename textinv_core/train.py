@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from accelerate import PartialState
@@ -49,6 +49,9 @@ DEFAULT_BATCH = 4
 # copies into their embeddings folder, and a checkpoint is not an embedding.
 CHECKPOINT_SUFFIX = ".resume"
 DEFAULT_LR = 5e-3
+# A plateau reading is read this many evaluation samples at a time (evaluation_loss's own chunk), so
+# a Stop can cut in between: a whole reading costs several steps' time.
+READING_SLICE = 16
 
 
 @dataclass
@@ -108,6 +111,15 @@ class Preview:
 
 
 @dataclass
+class Reading:
+    """A plateau reading (stop when learned): the evaluation loss of the vectors at `step` (0: the
+    starting vectors). Readings cost several steps' time each, so whoever times a run counts them."""
+
+    step: int
+    loss: float
+
+
+@dataclass
 class Checkpointed:
     step: int
     path: Path
@@ -127,7 +139,7 @@ class Finished:
     stopped: bool  # True when stopped early: the files hold what was learned so far
     output_dir: Path
     concept: Concept
-    readout: Readout | None = None  # how well it was learned (None when the config turns it off)
+    readout: Readout | None = None  # how well it was learned (None when turned off, or stopped before step 1)
     learned_at: int | None = None  # stopped when learned: the step whose vectors were kept
 
 
@@ -149,6 +161,11 @@ def read_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _evaluation_slice(evalset: EvalSet, part: slice) -> EvalSet:
+    return EvalSet(evalset.latents[part], evalset.noise[part], evalset.timesteps[part], evalset.time_ids[part],
+                   evalset.templates[part])
+
+
 def _on_cpu(value):
     """A copy of a nested state dict with every tensor on the CPU."""
     if isinstance(value, torch.Tensor):
@@ -166,6 +183,10 @@ class Trainer:
     Under `accelerate launch` (pass `distributed=PartialState()`), every process trains the same
     vectors on its own draws of data and the vectors' gradients are averaged each step: the
     vectors are tiny, so this is all data parallelism needs. Only the main process writes files.
+
+    `should_stop` is asked before every step and between the stages of preparing and of a plateau
+    reading, which take several steps' time; once it says yes the run ends as `stop()` ends it
+    (the app's Stop is a file, which a ZeroGPU worker sees too).
     """
 
     def __init__(
@@ -175,6 +196,7 @@ class Trainer:
         config: TrainConfig,
         output_dir: Path,
         distributed: PartialState | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ):
         config.check()
         self.model, self.config, self.output_dir = model, config, Path(output_dir)
@@ -197,7 +219,6 @@ class Trainer:
         )
         self.noise_scheduler = DDPMScheduler.from_config(model.pipe.scheduler.config)
         self.latents: LatentCache = encode_images(model, images, self.resolution, config.flip)
-        self.image_paths = [item.path for item in images if item.path]
         self.images = images
         self.prompts = self._prompts([item.name for item in images])
         # each image's first row in the flat, tokenized list of all candidate prompts
@@ -207,12 +228,14 @@ class Trainer:
         self.target_norms = {slot.kind: typical_norm(slot) for slot in model.text_encoders}
         self.generator = torch.Generator().manual_seed(config.seed + 1_000_003 * self.rank)
         self.step = 0
+        self.vectors_step = 0  # the step the vectors come from: behind `step` once a plateau kept its best
         self.order = torch.empty(0, dtype=torch.long)  # the current pass over the images
         self.loss_log: list[tuple[int, float, float]] = []
         self._stop = threading.Event()
+        self._should_stop = should_stop
         self._autosaved: Path | None = None  # the latest time-based checkpoint, replaced by the next
         self.plateau: Plateau | None = None  # with stop_when_learned: the readings and the best vectors
-        self._evalset: EvalSet | None = None  # made on first use (`_evaluation_loss`)
+        self._evalset: EvalSet | None = None  # made on first use (`_evaluation_set`)
 
     def _prompts(self, names: list[str]) -> list[list[str]]:
         """Candidate prompts per image: its caption if it has one, else every template."""
@@ -288,7 +311,13 @@ class Trainer:
         """Ask the run to end after the current step; what was learned is saved."""
         self._stop.set()
 
-    def run(self, pause_at: int | None = None) -> Iterator[Progress | Preview | Checkpointed | Paused | Finished]:
+    def _stopping(self) -> bool:
+        """Whether the run was asked to end, by `stop()` or by `should_stop`."""
+        if not self._stop.is_set() and self._should_stop is not None and self._should_stop():
+            self._stop.set()
+        return self._stop.is_set()
+
+    def run(self, pause_at: int | None = None) -> Iterator[Progress | Reading | Preview | Checkpointed | Paused | Finished]:
         with self._checkpointing():
             yield from self._run(pause_at)
 
@@ -311,19 +340,22 @@ class Trainer:
             for encoder in encoders:
                 encoder.activation_checkpointing_disable()
 
-    def _run(self, pause_at: int | None) -> Iterator[Progress | Preview | Checkpointed | Paused | Finished]:
+    def _run(self, pause_at: int | None) -> Iterator[Progress | Reading | Preview | Checkpointed | Paused | Finished]:
         config, started, first = self.config, time.perf_counter(), self.step
         end = min(config.steps, pause_at) if pause_at else config.steps
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._write_settings()
-            write_concept_images(self.images, self.output_dir / "concept_images")
+            write_concept_images(self.images, self.output_dir / "concept_images", max(512, self.resolution))
         saved_at, learned = time.monotonic(), False
-        if config.stop_when_learned and self.plateau is None:
+        if config.stop_when_learned and self.plateau is None and not self._stopping():
             self.plateau = self._watch_plateau()
-        while self.step < end and not self._stop.is_set() and not learned:
+            if self.plateau:
+                yield Reading(0, self.plateau.start_loss)
+        while self.step < end and not self._stopping() and not learned:
             loss = self.train_step()
             self.step += 1
+            self.vectors_step = self.step
             lr = self.lr_scheduler.get_last_lr()[0]
             self.loss_log.append((self.step, loss, lr))
             elapsed = time.perf_counter() - started
@@ -335,37 +367,61 @@ class Trainer:
             elif config.autosave_seconds and time.monotonic() - saved_at >= config.autosave_seconds:
                 yield Checkpointed(self.step, self.autosave())
                 saved_at = time.monotonic()
-            if config.preview_every and config.preview_prompt and self.step % config.preview_every == 0 and self.is_main:
+            previewing = config.preview_every and config.preview_prompt and self.step % config.preview_every == 0
+            if previewing and self.is_main and not self._stopping():  # a preview costs many steps' time
                 yield Preview(self.step, self.preview())
-            if self.plateau and self.plateau.due(self.step):
-                learned = self.plateau.offer(self.step, self._evaluation_loss(), self.concept.vectors)
+            if self.plateau and self.plateau.due(self.step) and (reading := self._reading()) is not None:
+                learned = self.plateau.offer(self.step, reading, self.concept.vectors)
+                yield Reading(self.step, reading)
         if learned:
             self._keep_best()
         self.autosave()  # the final state too: a finished or stopped run can be continued
         if self.step < config.steps and not self._stop.is_set() and not learned:
             yield Paused(self.step)
             return
-        quality = self.readout() if config.evaluate and self.is_main else None
+        # nothing learned yet (stopped while preparing): a readout would only delay the stop
+        quality = self.readout() if config.evaluate and self.is_main and self.step else None
         yield Finished(self.step, self.step < config.steps and not learned, self.output_dir, self.concept.detached(),
                        quality, self.plateau.best_step if learned else None)
 
-    def _watch_plateau(self) -> Plateau:
+    def _watch_plateau(self) -> Plateau | None:
+        """The plateau rule's state, from a reading of the starting vectors; None when a stop cut in."""
+        start = self._reading(self.start)
+        if start is None:
+            return None
         vectors = {k: v.detach() for k, v in self.concept.vectors.items()}
-        return Plateau(PlateauRule(), self._evaluation_loss(self.start), vectors)
+        return Plateau(PlateauRule(), start, vectors, best_step=self.vectors_step)
+
+    def _reading(self, concept: Concept | None = None) -> float | None:
+        """`_evaluation_loss`, read a slice at a time so that a stop asked for meanwhile ends it
+        (None) instead of waiting for the whole reading; the same value, summed the same way."""
+        evalset, total = self._evaluation_set(), 0.0
+        concept = concept or self.concept.detached()
+        for start in range(0, len(evalset), READING_SLICE):
+            if self._stopping():
+                return None
+            part = _evaluation_slice(evalset, slice(start, start + READING_SLICE))
+            loss = evaluation_loss(self.model, part, concept.token, [concept], chunk=READING_SLICE)
+            total += loss * len(part)
+        return total / len(evalset)
+
+    def _evaluation_set(self) -> EvalSet:
+        if self._evalset is None:
+            self._evalset = evaluation_set(self.model, self.latents, self.config.concept_type)
+        return self._evalset
 
     def _evaluation_loss(self, concept: Concept | None = None) -> float:
         """The loss of `concept` (default: the vectors now) on this run's fixed evaluation set,
         made once and shared by the plateau rule and the readout."""
-        if self._evalset is None:
-            self._evalset = evaluation_set(self.model, self.latents, self.config.concept_type)
         concept = concept or self.concept.detached()
-        return evaluation_loss(self.model, self._evalset, concept.token, [concept])
+        return evaluation_loss(self.model, self._evaluation_set(), concept.token, [concept])
 
     def _keep_best(self) -> None:
         """Training past the best reading only added noise: go back to the best vectors."""
         with torch.no_grad():
             for kind, vector in self.concept.vectors.items():
                 vector.copy_(self.plateau.best_vectors[kind])
+        self.vectors_step = self.plateau.best_step
 
     def preview(self) -> list:
         from .generate import generate  # generation imports the pipeline machinery; keep it lazy
@@ -395,7 +451,7 @@ class Trainer:
     def save_outputs(self) -> None:
         if not self.is_main:
             return
-        write_concept_files(self.concept.detached(), self.output_dir, self.model, step=self.step)
+        write_concept_files(self.concept.detached(), self.output_dir, self.model, step=self.vectors_step)
         with open(self.output_dir / "loss_log.csv", "w") as f:
             f.write("step,loss,lr\n")
             f.writelines(f"{s},{loss:.6f},{lr:.6g}\n" for s, loss, lr in self.loss_log)
@@ -406,7 +462,8 @@ class Trainer:
             "family": self.model.family.name,
             "prediction_type": self.model.prediction_type,
             "resolution": self.resolution,
-            "image_paths": self.image_paths,
+            # the images' own names, in the order of concept_images/ (never where the server keeps them)
+            "images": [item.name for item in self.images],
         }
         (self.output_dir / "settings.json").write_text(json.dumps(settings, indent=2))
 
@@ -415,6 +472,7 @@ class Trainer:
         CPU (ZeroGPU hands it from one GPU worker to the next)."""
         return {
             "step": self.step,
+            "vectors_step": self.vectors_step,
             "vectors": {k: v.detach().cpu().clone() for k, v in self.concept.vectors.items()},
             "optimizer": _on_cpu(self.optimizer.state_dict()),
             "lr_scheduler": self.lr_scheduler.state_dict(),
@@ -425,6 +483,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
+        self.vectors_step = int(state.get("vectors_step", self.step))  # older checkpoints: the vectors of their step
         with torch.no_grad():
             for kind, vector in self.concept.vectors.items():
                 vector.copy_(state["vectors"][kind])

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 
 from .concepts import Concept, concept_name
@@ -170,17 +171,21 @@ def _write_bytes(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def write_concept_images(images: list, folder: Path, max_side: int = 512) -> list[Path]:
-    """Keep a copy of the training images beside the concept (the Hub repo shows them).
+def write_concept_images(images: list, folder: Path, short_side: int = 512) -> list[Path]:
+    """Keep a copy of the training images beside the concept (the Hub repo shows them, and a
+    resumed run trains on them again).
 
     Re-encoded from pixels as PNG, so camera EXIF (GPS position, device, owner) never leaves the
-    machine, and shrunk to `max_side` so the repo stays small.
+    machine, and shrunk until their short side is `short_side` so the repo stays small: pass the
+    training resolution or more, since training crops a square of that side from the short side.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for i, item in enumerate(images):
-        image = item.image.copy()
-        image.thumbnail((max_side, max_side))
+        image, scale = item.image, short_side / min(item.image.size)
+        if scale < 1:
+            size = (max(short_side, round(image.width * scale)), max(short_side, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         path = folder / f"{i:02d}.png"
         image.save(path, format="PNG")
         os.chmod(path, READABLE)

@@ -10,8 +10,10 @@ works inside a chunk wherever it runs.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,12 +22,14 @@ from PIL import Image
 
 from ..concepts import Concept
 from ..images import TrainingImage
-from ..train import Finished, Paused, Preview, Progress, TrainConfig, Trainer
+from ..train import Finished, Paused, Preview, Progress, Reading, TrainConfig, Trainer
+from .estimate import PREVIEW_STEPS_EQUIVALENT
 from .fields import FieldError, parse_keyword
 from .forms import TrainRequest
 from .keywords import default_preview_prompt, suggest_keyword
 
 STOP_FILE = "STOP"
+PACE_STEPS = 50  # the "left" of a run goes by its latest steps: two plateau readings' worth
 
 
 def train_config(request: TrainRequest) -> TrainConfig:
@@ -62,12 +66,22 @@ class Carry:
 
 @dataclass
 class Timing:
-    """How long one chunk's steps, previews and finishing took, in seconds, measured where they
-    ran (a ZeroGPU worker included) and handed back like `Carry`: the estimate learns from it."""
+    """How long one chunk's parts took, in seconds, measured where they ran (a ZeroGPU worker
+    included) and handed back like `Carry`: the estimate learns from it."""
 
+    prepare: float = 0.0  # building the trainer: encoding the images
     steps: list[float] = field(default_factory=list)
+    readings: list[float] = field(default_factory=list)  # stop when learned's, the first included
     previews: list[float] = field(default_factory=list)
-    finish: float | None = None
+    finish: float | None = None  # the last checkpoint and the quality readout
+
+    def add(self, chunk: Timing) -> None:
+        """Count a later chunk of the same run in."""
+        self.prepare += chunk.prepare
+        self.steps += chunk.steps
+        self.readings += chunk.readings
+        self.previews += chunk.previews
+        self.finish = chunk.finish
 
 
 def train_chunk(model, images, config: TrainConfig, output_dir: Path, state: dict | None = None, pause_at: int | None = None):
@@ -77,17 +91,18 @@ def train_chunk(model, images, config: TrainConfig, output_dir: Path, state: dic
     A run whose step count is not a multiple of `preview_every` gets one more preview at its last
     step, so the visitor always sees what the finished concept draws."""
     output_dir = Path(output_dir)
-    trainer = Trainer(model, images, config, output_dir)
+    clock = time.perf_counter()
+    trainer = Trainer(model, images, config, output_dir, should_stop=(output_dir / STOP_FILE).exists)
     if state is not None:
         trainer.load_state_dict(state)
-    stop_file = output_dir / STOP_FILE
-    if stop_file.exists():
-        trainer.stop()
-    timing, clock = Timing(), time.perf_counter()
+    timing = Timing(prepare=time.perf_counter() - clock)
+    clock = time.perf_counter()
     for event in trainer.run(pause_at=pause_at):
         spent = time.perf_counter() - clock
         if isinstance(event, Progress):
             timing.steps.append(spent)
+        elif isinstance(event, Reading):
+            timing.readings.append(spent)
         elif isinstance(event, Preview):
             timing.previews.append(spent)
         elif isinstance(event, Paused):
@@ -100,8 +115,6 @@ def train_chunk(model, images, config: TrainConfig, output_dir: Path, state: dic
                 timing.previews.append(time.perf_counter() - clock)
             yield timing
         yield event
-        if stop_file.exists():
-            trainer.stop()
         clock = time.perf_counter()
     if timing.finish is None:
         yield timing
@@ -114,6 +127,49 @@ def needs_final_preview(config: TrainConfig, finished: Finished) -> bool:
 
 
 ChunkRunner = Callable[..., Iterator]
+
+
+@dataclass
+class Pace:
+    """How fast a run goes now, as its page sees it: the time between its latest steps (plateau
+    readings and checkpoints included, previews apart), so that "left" stays steady and is not
+    slowed by preparing, waiting for a slot, or a preview that just happened."""
+
+    steps: deque = field(default_factory=lambda: deque(maxlen=PACE_STEPS))
+    previews: list[float] = field(default_factory=list)
+    _last_step: float | None = None  # when this chunk's latest step ended (None: none yet)
+    _last_event: float | None = None
+    _previewing: float = 0.0  # previews since the latest step
+
+    def chunk_started(self) -> None:
+        """A chunk's first step pays for preparing: it starts no sample."""
+        self._last_step = self._last_event = None
+
+    def saw(self, event, now: float) -> None:
+        if isinstance(event, Preview) and self._last_event is not None:
+            self.previews.append(now - self._last_event)
+            self._previewing += self.previews[-1]
+        elif isinstance(event, Progress):
+            if self._last_step is not None:
+                self.steps.append(now - self._last_step - self._previewing)
+            self._last_step, self._previewing = now, 0.0
+        self._last_event = now
+
+    def left(self, step: int, total: int, preview_every: int) -> float | None:
+        """Seconds to the last step, its previews included; None before two steps were seen."""
+        if not self.steps:
+            return None
+        per_step = statistics.mean(self.steps)
+        preview = statistics.median(self.previews) if self.previews else PREVIEW_STEPS_EQUIVALENT * per_step
+        return (total - step) * per_step + previews_after(step, total, preview_every) * preview
+
+
+def previews_after(step: int, total: int, preview_every: int) -> int:
+    """The previews a run still makes after `step`: one every `preview_every` steps and, if its
+    last step has none, one at the end."""
+    if not preview_every or step >= total:
+        return 0
+    return total // preview_every - step // preview_every + (1 if total % preview_every else 0)
 
 
 @dataclass
@@ -132,6 +188,8 @@ class RunView:
     output_dir: Path | None = None
     keyword: str = ""
     timing: Timing = field(default_factory=Timing)  # the whole run's, gathered from its chunks
+    pace: Pace = field(default_factory=Pace)
+    preview_every: int = 0
     ahead: int = 0  # runs waiting before this one for a training slot
     error: str = ""  # what went wrong, for the visitor, when the run failed
     note: str | None = None  # said with the result (e.g. the keyword it replaced)
@@ -156,10 +214,8 @@ class RunView:
 
     @property
     def eta(self) -> float | None:
-        if self.step == 0:
-            return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / self.step * (self.total - self.step)
+        """Seconds left at the pace of the latest steps (None until it is known)."""
+        return self.pace.left(self.step, self.total, self.preview_every)
 
 
 def run_training(
@@ -175,22 +231,22 @@ def run_training(
     the updated view after every event. `chunk_steps` 0 runs it in one call; `state` (a
     checkpoint) resumes a run where it was saved."""
     view = view or RunView(total=config.steps)
-    view.total, view.output_dir, view.keyword = config.steps, output_dir, config.token
+    view.total, view.output_dir, view.keyword, view.preview_every = config.steps, output_dir, config.token, config.preview_every
     if state is not None:
         view.step = int(state["step"])
         view.losses = [(int(s), float(loss)) for s, loss, _ in state["loss_log"].tolist()]
     while True:
         pause_at = min(config.steps, view.step + chunk_steps) if chunk_steps else None
         paused = False
+        view.pace.chunk_started()
         for event in run_chunk(images, config, output_dir, state, pause_at):
             if isinstance(event, Carry):
                 state = event.state
                 continue
             if isinstance(event, Timing):
-                view.timing.steps += event.steps
-                view.timing.previews += event.previews
-                view.timing.finish = event.finish
+                view.timing.add(event)
                 continue
+            view.pace.saw(event, time.monotonic())
             if isinstance(event, Progress):
                 view.step, view.phase = event.step, "stopping" if view.phase == "stopping" else "training"
                 view.losses.append((event.step, event.loss))

@@ -1,14 +1,21 @@
 """How long a training run will take, said before it starts.
 
-A first-time visitor should know whether to wait two minutes or to go and find a GPU. The estimate
-is deliberately simple and says how it was made:
+A first-time visitor should know whether to wait two minutes or to go and find a GPU. A run's time
+is the sum of its parts, each costed on its own because each scales differently: preparing
+(encoding the images), the steps, the evaluation readings (the quality readout at the end, and with
+stop when learned one of the starting vectors and one every 25 steps: each is 64 forward passes,
+several steps' time), the previews, and finishing (the last checkpoint and the readout). With stop
+when learned the run may end sooner, so the estimate is an upper bound ("up to"). Each part is
+costed deliberately simply, and the estimate says how:
 
 - Once this server has trained with the same model, device, resolution and batch size, it is
-  *learned*: the median step, preview and finishing times of its recent runs (`record_run`).
-- Before that, on a built-in demo model it is *measured*: a few training steps on a blank image and
-  one preview take a fraction of a second, after a warm-up that pays for lazy initialisation (timed
-  without it, a first step or a first preview costs several times a steady one), and the results
-  are cached per (resolution, batch size).
+  *learned*: the mean steady step time and the median preparing, reading, preview and finishing
+  times of its recent runs (`record_run`). The mean, not the median, for steps: a busy moment makes
+  a run longer by the sum of its slow steps, which the median would leave out.
+- Before that, on a built-in demo model it is *measured*: a few training steps, one reading and one
+  preview on a blank image take a few seconds, each after a warm-up that pays for lazy
+  initialisation (timed without it, a first step or a first preview costs several times a steady
+  one), and the results are cached per (resolution, batch size).
 - On a real model it comes from the small table below: seconds per optimizer step at batch 1, at
   the family's native resolution, with the frozen model in bf16/fp16 on an A100-class GPU, or fp32
   on a CPU. It is scaled by the GPU's class, the CPU's core count, the resolution, the batch size,
@@ -22,6 +29,8 @@ one) on a 2-core x86 cloud machine: 24 s per step at 256 px, 35 s at 512 px (a s
 dominated by streaming the 3.4 GB of fp32 weights, so it grows slowly with the resolution), and a
 20-step preview cost as much as ~16 steps. SD 2.x and SDXL are scaled by their U-Net sizes. A
 machine with more cores is credited linearly with them, up to 16 (memory bandwidth caps the gain).
+A reading is costed as its 64 samples in batches of 16, a forward pass being about a third of a
+training step's forward and backward.
 """
 
 from __future__ import annotations
@@ -33,10 +42,14 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ..quality import EVAL_SAMPLES
+from ..stopping import PlateauRule
+from ..train import READING_SLICE
 
 # Seconds per step, batch 1, native resolution (SD 1.x: 512, SD 2.x: 768, SDXL: 1024).
 GPU_SECONDS = {"SD 1.x": 0.25, "SD 2.x": 0.55, "SDXL": 1.0}  # A100-class GPU, bf16/fp16
@@ -54,6 +67,8 @@ UNKNOWN_GPU = 3.0
 # One preview is 20 denoising steps, each two forward passes (guidance) with no backward pass:
 # measured ~16 training steps' worth on a CPU; on a GPU it is less, but previews are few.
 PREVIEW_STEPS_EQUIVALENT = 16
+FORWARD_SHARE = 1 / 3  # a forward pass (a reading's) against a training step's forward and backward
+READING_EVERY = PlateauRule().every
 # ZeroGPU: each GPU call waits for a slot and forks a worker, a few seconds each.
 ZERO_GPU_CALL_OVERHEAD = 8.0
 SLOW_SECONDS = 3600  # beyond this the estimate is shown as a warning
@@ -69,6 +84,7 @@ class Estimate:
     measured: bool  # measured on this machine (demo models, or learned from runs) rather than read from the table
     cpu_only: bool
     runs: int = 0  # the earlier runs on this server it was learned from (0: not learned)
+    up_to: bool = False  # stop when learned is on: the run may end sooner
 
     @property
     def slow(self) -> bool:
@@ -80,10 +96,13 @@ class Estimate:
             how = f"learned from {self.runs} run{'s' if self.runs != 1 else ''} on this server"
         else:
             how = "measured on this machine" if self.measured else "rough estimate"
-        text = f"About **{format_duration(self.seconds)}** on {self.device} ({how}, {self.seconds_per_step:.2g} s per step)."
+        about = "Up to" if self.up_to else "About"
+        text = f"{about} **{format_duration(self.seconds)}** on {self.device} ({how}, {self.seconds_per_step:.2g} s per step)."
+        if self.up_to:
+            text += " Stop when learned may end it sooner."
         if self.cpu_only and not self.measured and not self.runs:
             text = (
-                f"⚠ **This machine has no GPU.** Training a real model on a CPU is very slow: about "
+                f"⚠ **This machine has no GPU.** Training a real model on a CPU is very slow: {about.lower()} "
                 f"**{format_duration(self.seconds)}** for these settings ({self.seconds_per_step:.0f} s per step; "
                 "a GPU is about 100× faster). Try fewer steps, a smaller resolution, or a GPU Space."
             )
@@ -173,6 +192,26 @@ def measure_seconds_per_step(model, resolution: int, batch_size: int = 1, steps:
         return _MEASURED[key]
 
 
+def measure_reading_seconds(model, resolution: int) -> float:
+    """Time one evaluation reading of `model` (fast on the demo models only) on a blank image,
+    after one warm-up slice."""
+    key = (model.spec, resolution, "reading")
+    with _MEASURE_LOCK:
+        if key not in _MEASURED:
+            from PIL import Image
+
+            from ..images import TrainingImage
+            from ..latents import encode_images
+            from ..quality import evaluation_loss, evaluation_set
+
+            image = TrainingImage("blank.png", Image.new("RGB", (resolution, resolution), (128, 128, 128)))
+            latents = encode_images(model, [image], resolution, flip=True)
+            evaluation_loss(model, evaluation_set(model, latents, "object", samples=READING_SLICE), "a photo")
+            evalset = evaluation_set(model, latents, "object")
+            _MEASURED[key] = _timed(lambda: evaluation_loss(model, evalset, "a photo", chunk=READING_SLICE))
+        return _MEASURED[key]
+
+
 def measure_preview_seconds(model) -> float:
     """Time one preview image (20 denoising steps) of `model` (fast on the demo models only), after
     one warm-up image."""
@@ -192,54 +231,63 @@ def _timed(work) -> float:
     return time.perf_counter() - begin
 
 
-@dataclass
-class _Learned:
-    """What recent runs with one setting really took, in seconds (one median per run)."""
-
-    steps: deque = field(default_factory=lambda: deque(maxlen=RUNS_REMEMBERED))  # per micro-batch step
-    previews: deque = field(default_factory=lambda: deque(maxlen=RUNS_REMEMBERED))
-    finish: deque = field(default_factory=lambda: deque(maxlen=RUNS_REMEMBERED))
-
-
-_LEARNED: dict[tuple, _Learned] = {}
+_LEARNED: dict[tuple, deque] = {}  # (what, setting...) -> one number per recent run, in seconds
 _LEARN_LOCK = threading.Lock()
 
 
 def _step_key(model, resolution: int, batch_size: int) -> tuple:
-    return (model.spec, model.placement.device.type, resolution, batch_size)
+    return ("step", model.spec, model.placement.device.type, resolution, batch_size)
 
 
-def _model_key(model) -> tuple:  # previews (native size, batch 1) and finishing depend on the model only
-    return (model.spec, model.placement.device.type)
+def _reading_key(model, resolution: int, what: str) -> tuple:  # readings and preparing: no batches
+    return (what, model.spec, model.placement.device.type, resolution)
+
+
+def _model_key(model, what: str) -> tuple:  # previews (native size, batch 1) depend on the model only
+    return (what, model.spec, model.placement.device.type)
+
+
+def _finish_key(model, stop_when_learned: bool) -> tuple:  # the readout reads once with the rule, twice without
+    return _model_key(model, "finish") + (stop_when_learned,)
 
 
 def record_run(model, resolution: int, batch_size: int, grad_accum: int, step_seconds: list[float],
-               preview_seconds: list[float], finish_seconds: float | None) -> None:
-    """Remember how long a run's steps, previews and finishing (checkpoint and quality readout)
-    really took on this server, so that later estimates for the same setting are learned ones. The
-    first step of a run is left out: it pays for lazy initialisation."""
+               preview_seconds: list[float], finish_seconds: float | None, reading_seconds: list[float] = (),
+               prepare_seconds: float | None = None, stop_when_learned: bool = False) -> None:
+    """Remember how long a run's parts really took on this server (see `driving.Timing`), so that
+    later estimates for the same setting are learned ones. The first step of a run is left out: it
+    pays for lazy initialisation."""
     steady = step_seconds[1:]
+    remembered = [
+        (_step_key(model, resolution, batch_size), statistics.mean(steady) / grad_accum if steady else None),
+        (_reading_key(model, resolution, "reading"), statistics.median(reading_seconds) if reading_seconds else None),
+        (_reading_key(model, resolution, "prepare"), prepare_seconds),
+        (_model_key(model, "preview"), statistics.median(preview_seconds) if preview_seconds else None),
+        (_finish_key(model, stop_when_learned), finish_seconds),
+    ]
     with _LEARN_LOCK:
-        if steady:
-            learned = _LEARNED.setdefault(_step_key(model, resolution, batch_size), _Learned())
-            learned.steps.append(statistics.median(steady) / grad_accum)
-        overall = _LEARNED.setdefault(_model_key(model), _Learned())
-        if preview_seconds:
-            overall.previews.append(statistics.median(preview_seconds))
-        if finish_seconds is not None:
-            overall.finish.append(finish_seconds)
+        for key, seconds in remembered:
+            if seconds is not None:
+                _LEARNED.setdefault(key, deque(maxlen=RUNS_REMEMBERED)).append(seconds)
 
 
-def _learned(key: tuple, what: str) -> tuple[float, int] | None:
+def _learned(key: tuple) -> tuple[float, int] | None:
     """(median, number of runs) of what runs with `key` took, or None before any."""
     with _LEARN_LOCK:
-        values = list(getattr(_LEARNED[key], what)) if key in _LEARNED else []
+        values = list(_LEARNED.get(key, ()))
     return (statistics.median(values), len(values)) if values else None
 
 
 def preview_count(steps: int, preview_every: int) -> int:
     """Previews in a run: one every `preview_every` steps, and one at the end if that step has none."""
     return math.ceil(steps / preview_every) if preview_every else 0
+
+
+def readings_in(steps: int, stop_when_learned: bool) -> tuple[int, int]:
+    """A run's evaluation readings: (while training, at the end). Stop when learned reads the
+    starting vectors and every 25 steps, and its readout then needs only the learned vectors; the
+    readout alone reads the starting and the learned ones."""
+    return (1 + steps // READING_EVERY, 1) if stop_when_learned else (0, 2)
 
 
 def estimate_training(
@@ -250,8 +298,10 @@ def estimate_training(
     resolution: int | None = None,
     preview_every: int = 0,
     zero_gpu_chunk_steps: int = 0,
+    stop_when_learned: bool = False,
 ) -> Estimate:
-    """The time a run with these settings should take on this machine, previews included."""
+    """The time a run with these settings should take on this machine, everything included (with
+    stop when learned: at most, as it may end sooner)."""
     resolution = resolution or model.resolution
     device_type = model.placement.device.type
     device = device_name(device_type)
@@ -262,24 +312,37 @@ def estimate_training(
         seconds = table_seconds_per_step(model.family.name, device_type, res, batch, 1, device)
         return seconds / CPU_BF16_SPEEDUP if device_type == "cpu" and model.placement.dtype == torch.bfloat16 else seconds
 
-    learned_step = _learned(_step_key(model, resolution, batch_size), "steps")
+    def learned_or(key: tuple, otherwise) -> float:
+        learned = _learned(key)
+        return learned[0] if learned else otherwise()
+
+    def reading() -> float:
+        if model.is_demo:
+            return measure_reading_seconds(model, resolution)
+        return EVAL_SAMPLES / READING_SLICE * per_step_at(resolution, READING_SLICE) * FORWARD_SHARE
+
+    def preview() -> float:  # one image at the model's own resolution, 20 denoising steps
+        if model.is_demo:
+            return measure_preview_seconds(model)
+        return per_step_at(model.resolution, 1) * PREVIEW_STEPS_EQUIVALENT
+
+    learned_step = _learned(_step_key(model, resolution, batch_size))
     per_step = (learned_step[0] if learned_step else per_step_at(resolution, batch_size)) * grad_accum
+    while_training, at_end = readings_in(steps, stop_when_learned)
+    reading_cost = learned_or(_reading_key(model, resolution, "reading"), reading)
     previews = preview_count(steps, preview_every)
-    preview_cost = 0.0
-    if previews:  # one image at the model's own resolution, 20 denoising steps
-        learned_preview = _learned(_model_key(model), "previews")
-        if learned_preview:
-            preview_cost = learned_preview[0]
-        elif model.is_demo:
-            preview_cost = measure_preview_seconds(model)
-        else:
-            preview_cost = per_step_at(model.resolution, 1) * PREVIEW_STEPS_EQUIVALENT
-    learned_finish = _learned(_model_key(model), "finish")
-    total = steps * per_step + previews * preview_cost + (learned_finish[0] if learned_finish else 0.0)
+    total = (
+        learned_or(_reading_key(model, resolution, "prepare"), lambda: 0.0)
+        + steps * per_step
+        + while_training * reading_cost
+        + (previews * learned_or(_model_key(model, "preview"), preview) if previews else 0.0)
+        + learned_or(_finish_key(model, stop_when_learned), lambda: at_end * reading_cost)
+    )
     if zero_gpu_chunk_steps:
         total += math.ceil(steps / zero_gpu_chunk_steps) * ZERO_GPU_CALL_OVERHEAD
     runs = learned_step[1] if learned_step else 0
-    return Estimate(total, per_step, device, model.is_demo or bool(runs), cpu_only=device_type == "cpu", runs=runs)
+    return Estimate(total, per_step, device, model.is_demo or bool(runs), cpu_only=device_type == "cpu", runs=runs,
+                    up_to=stop_when_learned)
 
 
 def generation_seconds(model, steps: int, num_images: int, width: int, height: int) -> float:
