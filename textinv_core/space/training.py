@@ -220,7 +220,8 @@ def start_run(session: Session, view: RunView, images, config: TrainConfig, outp
             view.phase = "stopped"  # stopped while waiting for a slot: nothing was learned
         else:
             estimate.record_run(model(), config.resolution, config.batch_size, config.grad_accum, view.timing.steps,
-                                view.timing.previews, view.timing.finish)
+                                view.timing.previews, view.timing.finish, reading_seconds=view.timing.readings,
+                                prepare_seconds=view.timing.prepare, stop_when_learned=config.stop_when_learned)
             view.note = session.finish_run(view, model().family.is_sdxl)
 
     RUNNER.start(view, drive, stop_file, on_end)
