@@ -75,7 +75,8 @@ def progress_text(view: RunView, replacing: bool = False) -> str:
     keyword = f"`{view.keyword}`" if view.keyword else "your concept"
     if view.phase == "waiting":
         ahead = f"{view.ahead} run{'s' if view.ahead != 1 else ''} ahead of yours" if view.ahead else "next in line"
-        return f"⏳ {keyword}: waiting for a free training slot ({ahead}); it starts by itself, you can leave this page."
+        return (f"⏳ Waiting for a free training slot for {keyword} ({ahead}); it starts by itself, you can leave "
+                "this page.")
     if view.phase == "preparing":
         return f"Preparing {keyword}: encoding your images…"
     elapsed = estimate.format_duration(run_seconds(view))
