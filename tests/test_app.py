@@ -65,6 +65,16 @@ def add_images(c: Client, paths) -> tuple:
     return thumbs, notes
 
 
+def wait_for_status(job, text: str, timeout: float = 120) -> None:
+    """Wait until a streamed status holds `text`: fails (never hangs) if the run ends first or
+    the text never comes."""
+    deadline = time.monotonic() + timeout
+    while not any(text in str(out[0]) for out in job.outputs()):
+        assert not job.done(), job.result()
+        assert time.monotonic() < deadline, f"no status with {text!r} in {timeout:.0f} s: {job.outputs()[-1:]}"
+        time.sleep(0.1)
+
+
 def no_server_path(text: str) -> bool:
     """No temp folder, upload folder or class name of the server in a message for the page."""
     return all(part not in text for part in (os.environ["GRADIO_TEMP_DIR"], "/tmp/", "Error", "Traceback"))
@@ -188,9 +198,7 @@ def test_stop_ends_cleanly_and_keeps_what_was_learned(url):
     c = client(url)
     add_images(c, ROBOT[:3])
     job = c.submit(*train_args("<stopped>", steps=2000, preview_every=0), api_name="/train")
-    while not any("step" in str(out[0]) for out in job.outputs()):
-        assert not job.done(), job.result()
-        threading.Event().wait(0.1)
+    wait_for_status(job, "step")
     assert "Stopping" in c.predict(api_name="/stop")
     status, *_, diffusers, a1111, everything, table, _, _, result = job.result(timeout=60)
     assert "Stopped early" in status and Path(diffusers).exists() and "<stopped>" in result
@@ -460,20 +468,14 @@ def test_generation_does_not_wait_behind_training(app_module):
     for c in (first, second):
         add_images(c, ROBOT[:2])
     long_run = first.submit(*train_args("<long>", steps=5000, preview_every=0), api_name="/train")
-    while not any("step" in str(out[0]) for out in long_run.outputs()):
-        assert not long_run.done(), long_run.result()
-        time.sleep(0.1)
+    wait_for_status(long_run, "step")
     queued = second.submit(*train_args("<queued>", steps=2, preview_every=0), api_name="/train")
-    while not any("Waiting for a free training slot" in str(out[0]) for out in queued.outputs()):
-        assert not queued.done(), queued.result()
-        time.sleep(0.1)
+    wait_for_status(queued, "Waiting for a free training slot")
     images, status = drawer.predict("a photo of a robot", "", 2, 7.5, 64, 64, 1, 1, api_name="/generate")
     assert len(images) == 1 and "✔" in status and not long_run.done()  # drawn while the training goes on
     add_images(drawer, ROBOT[:2])
     given_up = drawer.submit(*train_args("<given-up>", steps=2, preview_every=0), api_name="/train")
-    while not any("2 runs ahead of yours" in str(out[0]) for out in given_up.outputs()):  # the running one and <queued>
-        assert not given_up.done(), given_up.result()
-        time.sleep(0.1)
+    wait_for_status(given_up, "2 runs ahead of yours")  # the running one and <queued>
     assert "Stopping" in drawer.predict(api_name="/stop")  # Stop works on a run that is still waiting
     assert "Stopped before it started" in given_up.result(timeout=30)[0]
     assert "Stopping" in first.predict(api_name="/stop")
@@ -487,9 +489,7 @@ def test_a_running_run_names_itself_and_keeps_its_images(url):
     c = client(url)
     add_images(c, ROBOT[:3])
     job = c.submit(*train_args("<locked>", steps=2000, preview_every=0), api_name="/train")
-    while not any("step" in str(out[0]) for out in job.outputs()):
-        assert not job.done(), job.result()
-        threading.Event().wait(0.1)
+    wait_for_status(job, "step")
     assert "Training `<locked>`" in [str(out[0]) for out in job.outputs() if "step" in str(out[0])][-1]
     _, notes = add_images(c, MUG[:2])  # refused while the run trains: the run's three images stay
     assert notes.startswith("**3 images ready**")
