@@ -94,8 +94,8 @@ def test_train_generate_push_then_load_by_keyword_in_another_session(url, hub): 
     final = job.result(timeout=120)
     status, plot, previews, diffusers, a1111, everything, table, _, _, result = final
     assert "Finished" in status and "4 / 4" in status
-    assert [row[1:] for row in plot["data"] if row[0] == 4][0][1] == "loss"  # the loss curve, to the last step
-    assert {row[2] for row in plot["data"]} == {"loss", "average"}
+    assert [row[1:] for row in plot["data"] if row[0] == 4][0][1] == "training loss"  # the loss curve, to the last step
+    assert {row[2] for row in plot["data"]} == {"training loss", "its average"}  # no readings: not stopping when learned
     assert [p["caption"] for p in previews] == ["step 4", "step 3"]  # newest first; the last step gets one too
     assert all(Path(p["image"]).exists() for p in previews)
     assert any("Training" in out[0] for out in job.outputs())  # it streamed while training
@@ -359,6 +359,20 @@ def test_stop_between_chunks_finishes_with_the_vectors(tiny_sd, robot_images, tm
             (tmp_path / driving.STOP_FILE).touch()
     assert view.phase == "stopped" and view.finished.step == 2
     assert (tmp_path / "learned_embeds.safetensors").exists()
+
+
+def test_the_loss_chart_plots_the_evaluation_readings(tiny_sd, robot_images, tmp_path):
+    """With stop when learned, the chart carries the fixed-noise evaluation loss the rule reads (at
+    step 0 and every 25 steps) beside the noisy training loss; a one-point run draws no chart."""
+    from textinv_core.space import training
+
+    config = TrainConfig(token="<red-rocket>", steps=30, stop_when_learned=True, evaluate=False)
+    view = list(driving.run_training(robot_images, config, tmp_path, lambda *a: driving.train_chunk(tiny_sd, *a)))[-1]
+    frame = training.loss_frame(view.losses, view.readings)
+    evaluation = frame[frame.series == training.EVALUATION]
+    assert evaluation.step.tolist() == [0, 25]
+    assert set(frame.series) == {training.TRAINING_LOSS, training.AVERAGE, training.EVALUATION}
+    assert training.loss_frame(view.losses[:1]) is None
 
 
 def test_image_checks():

@@ -105,6 +105,7 @@ def test_a_suggested_keyword_obeys_the_keyword_rule():
 
 def test_estimates_learn_from_the_runs_done_here():
     model = SimpleNamespace(spec="fake/model", is_demo=False, resolution=512, family=SimpleNamespace(name="SD 1.x"),
+                            pipe=SimpleNamespace(config={}),  # no toy world, no safety checker: no readout pictures
                             placement=SimpleNamespace(device=SimpleNamespace(type="cpu"), dtype=torch.float32))
     table = estimate.estimate_training(model, 100, resolution=512)
     assert not table.measured and table.runs == 0
@@ -118,6 +119,7 @@ def test_estimates_learn_from_the_runs_done_here():
 
 def _fake_model(spec: str) -> SimpleNamespace:
     return SimpleNamespace(spec=spec, is_demo=False, resolution=512, family=SimpleNamespace(name="SD 1.x"),
+                           pipe=SimpleNamespace(config={}),
                            placement=SimpleNamespace(device=SimpleNamespace(type="cpu"), dtype=torch.float32))
 
 

@@ -23,7 +23,7 @@ PUBLIC_API = {
     "/add_images": ["files"],
     "/clear_images": [],
     "/remove_image": ["name"],
-    "/estimate": ["steps", "batch_size", "resolution", "preview_every"],
+    "/estimate": ["steps", "batch_size", "resolution", "preview_every", "stop_when_learned"],  # the last one optional
     "/train": ["name", "keyword", "concept_type", "init_word", "steps", "lr", "vectors", "batch_size", "resolution",
                "seed", "flip", "schedule", "preview_prompt", "preview_every", "stop_when_learned"],
     "/resume": [],

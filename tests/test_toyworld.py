@@ -18,6 +18,7 @@ from conftest import EXAMPLES
 from textinv_core.builtin import TOYWORLD_DIR
 from textinv_core.concepts import validate_token
 from textinv_core.images import load_images
+from textinv_core.likeness import PICTURES, saved_pictures
 from textinv_core.quality import evaluation_loss, evaluation_set
 from textinv_core.toyworld import checker as attribute_checker
 from textinv_core.toyworld import measure, vocabulary, world
@@ -164,4 +165,19 @@ def test_a_run_at_the_defaults_learns_an_unnamed_concept(toyworld, checker, tmp_
     # measured: red rockets in 15 of 16 (red 16 of 16); "toy" draws rockets too (14 of 16) but in any colour (4 of 16)
     assert rockets["color"] >= 0.75 and rockets["color"] >= plain["color"] + 0.4, (rockets, plain)
     assert rockets["kind"] >= 0.75, (rockets, plain)
+    # and the readout says so, from pictures of its own (the toy world's image tower)
+    assert finished.readout.likeness is not None and finished.readout.verdict == "learned well", finished.readout
+
+
+def test_a_run_that_cannot_move_is_read_out_as_barely_changed(toyworld, tmp_path):
+    """Learning rate 1e-9: the vectors stay where they started, and so must the verdict, though the
+    loss of a few noisy draws could suggest otherwise."""
+    folder = EXAMPLES / "red-rocket"
+    meta = json.loads((folder / "concept.json").read_text())
+    config = TrainConfig(token=meta["token"], init_word=meta["init_word"], steps=50, learning_rate=1e-9)
+    finished = list(Trainer(toyworld, load_images([folder]), config, tmp_path).run())[-1]
+    assert finished.readout.verdict.startswith("barely changed"), finished.readout
+    saved = json.loads((tmp_path / "quality.json").read_text())
+    assert saved["judged_by"] == "pictures" and saved["verdict"] == finished.readout.verdict
+    assert len(saved_pictures(tmp_path, "learned")) == len(saved_pictures(tmp_path, "start")) == PICTURES
 

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from .likeness import FOLDER
 from .train import DEFAULT_BATCH, DEFAULT_LR, DEFAULT_STEPS
 
 
@@ -225,6 +226,8 @@ def run_train(args: argparse.Namespace) -> int:
                     print(f"learned: no better after step {event.learned_at}, whose vectors were kept")
                 if event.readout:
                     print(f"quality: {event.readout.summary()}")
+                if event.readout and event.readout.likeness:
+                    print(f"the pictures it was judged by: {event.output_dir / FOLDER}")
     except KeyboardInterrupt:
         bar.close()
         trainer.save_outputs()

@@ -9,7 +9,7 @@ any wording does (the toy world's oracle is the best wording in its vocabulary).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
@@ -17,6 +17,7 @@ from diffusers import DDPMScheduler
 
 from .concepts import Concept
 from .latents import LatentCache
+from .likeness import Likeness
 from .models import BaseModel
 from .prompts import tokenize_all
 from .templates import templates_for
@@ -82,10 +83,12 @@ def evaluation_loss(
 
 @dataclass
 class Readout:
-    """The learned keyword against its starting word, on the user's own images."""
+    """The learned keyword against its starting word: on the user's own images (the loss) and,
+    where the model brings an image encoder, in pictures drawn with each (`likeness.py`)."""
 
     start_loss: float
     learned_loss: float
+    likeness: Likeness | None = None
 
     @property
     def improvement(self) -> float:
@@ -93,19 +96,45 @@ class Readout:
         return (self.start_loss - self.learned_loss) / self.start_loss
 
     @property
+    def level(self) -> str:
+        """"well", "somewhat" or "barely": by the pictures where they were measured, else by the loss."""
+        if self.likeness is not None:
+            value, good, some = self.likeness.score, GOOD_LIKENESS, SOME_LIKENESS
+        else:
+            value, good, some = self.improvement, GOOD_IMPROVEMENT, SOME_IMPROVEMENT
+        return "well" if value >= good else "somewhat" if value >= some else "barely"
+
+    @property
     def verdict(self) -> str:
-        if self.improvement >= GOOD_IMPROVEMENT:
-            return "learned well"
-        if self.improvement >= SOME_IMPROVEMENT:
-            return "learned somewhat: more steps may help"
-        return "barely changed: try more steps, a higher learning rate or another starting word"
+        return {
+            "well": "learned well",
+            "somewhat": "learned somewhat: more steps may help",
+            "barely": "barely changed: try more steps, a higher learning rate or another starting word",
+        }[self.level]
 
     def summary(self) -> str:
-        return (f"{self.verdict} — the keyword explains your images {100 * self.improvement:.1f} % better than "
-                f"its starting word did (denoising loss {self.start_loss:.4f} → {self.learned_loss:.4f}, "
-                f"{EVAL_SAMPLES} fixed noises)")
+        loss = (f"the keyword explains your images {100 * self.improvement:.1f} % better than its starting word "
+                f"did (denoising loss {self.start_loss:.4f} → {self.learned_loss:.4f}, {EVAL_SAMPLES} fixed noises)")
+        if self.likeness is None:
+            return (f"{self.verdict} — judged by the loss alone, as this model has no image encoder at hand: {loss}. "
+                    f"The loss says how well the keyword explains your images, not what the model draws with it.")
+        like = self.likeness
+        return (f"{self.verdict} — its pictures are {100 * like.score:.0f} % of the way from its starting word's "
+                f"pictures to your own images' likeness to each other (similarity {like.floor:.3f} → "
+                f"{like.learned:.3f}, ceiling {like.ceiling:.3f}, by {like.tower}); {loss}")
+
+    def as_json(self) -> dict:
+        """What `quality.json` holds."""
+        out = {"start_loss": self.start_loss, "learned_loss": self.learned_loss, "improvement": self.improvement,
+               "verdict": self.verdict, "judged_by": "pictures" if self.likeness else "loss"}
+        if self.likeness:
+            out["likeness"] = asdict(self.likeness) | {"score": self.likeness.score}
+        return out
 
 
-# Thresholds on the loss improvement, set from runs on builtin:toyworld (see benchmarks/README.md).
+# Thresholds, set from the spread of runs on builtin:toyworld in benchmarks/bench_readout.py, where
+# the attribute checker says what each run's pictures show (see benchmarks/README.md).
+GOOD_LIKENESS = 0.6
+SOME_LIKENESS = 0.3
 GOOD_IMPROVEMENT = 0.03
 SOME_IMPROVEMENT = 0.01

@@ -30,6 +30,7 @@ from .concepts import Concept, new_concept, typical_norm
 from .images import TrainingImage
 from .latents import LatentCache, encode_images
 from .loss import Batch, denoising_loss
+from .likeness import PICTURES, Likeness, draw, image_tower, likeness, save_pictures
 from .models import BaseModel
 from .quality import EvalSet, Readout, evaluation_loss, evaluation_set
 from .stopping import Plateau, PlateauRule
@@ -79,6 +80,7 @@ class TrainConfig:
     preview_prompt: str | None = None
     preview_seed: int = 0
     evaluate: bool = True  # measure the learned keyword against its starting word at the end
+    readout_pictures: int = PICTURES  # pictures per side for the readout's image measure (0: loss only)
     stop_when_learned: bool = False  # end the run once the evaluation loss stops improving (stopping.py)
 
     def check(self) -> None:
@@ -436,15 +438,26 @@ class Trainer:
         return images
 
     def readout(self) -> Readout:
-        """How much better the learned keyword explains the training images than its starting
-        vectors did, on a fixed evaluation set; also written to `quality.json`."""
+        """How the learned keyword compares with its starting vectors: on a fixed evaluation set of
+        the training images and, where the model has an image encoder, in pictures drawn with each
+        (kept in `readout/` beside `quality.json`, so a person can see what the verdict saw)."""
         start = self.plateau.start_loss if self.plateau else self._evaluation_loss(self.start)
-        result = Readout(start_loss=start, learned_loss=self._evaluation_loss())
+        result = Readout(start_loss=start, learned_loss=self._evaluation_loss(), likeness=self._likeness())
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "quality.json").write_text(json.dumps(
-                asdict(result) | {"improvement": result.improvement, "verdict": result.verdict}, indent=2))
+            (self.output_dir / "quality.json").write_text(json.dumps(result.as_json(), indent=2))
         return result
+
+    def _likeness(self) -> Likeness | None:
+        count = self.config.readout_pictures
+        tower = image_tower(self.model) if count and self.is_main else None
+        if tower is None:
+            return None
+        learned, start, kind = self.concept.detached(), self.start, self.config.concept_type
+        pictures = {"learned": draw(self.model, learned.token, [learned], kind, count),
+                    "start": draw(self.model, start.token, [start], kind, count)}
+        save_pictures(self.output_dir, pictures)
+        return likeness(tower, [item.image for item in self.images], pictures["learned"], pictures["start"])
 
     # -- files --------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
+from .. import likeness
 from ..concepts import Concept
 from ..images import TrainingImage
 from ..train import Finished, Paused, Preview, Progress, Reading, TrainConfig, Trainer
@@ -179,6 +180,7 @@ class RunView:
     step: int = 0
     total: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
+    readings: list[tuple[int, float]] = field(default_factory=list)  # stop when learned's evaluation losses
     previews: list[tuple[Image.Image, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     # waiting (for a training slot), preparing, training, stopping: going; then finished, stopped,
@@ -190,6 +192,7 @@ class RunView:
     timing: Timing = field(default_factory=Timing)  # the whole run's, gathered from its chunks
     pace: Pace = field(default_factory=Pace)
     preview_every: int = 0
+    stop_when_learned: bool = False  # so the time left is at most, not about
     ahead: int = 0  # runs waiting before this one for a training slot
     error: str = ""  # what went wrong, for the visitor, when the run failed
     note: str | None = None  # said with the result (e.g. the keyword it replaced)
@@ -218,6 +221,21 @@ class RunView:
         return self.pace.left(self.step, self.total, self.preview_every)
 
 
+READOUT_SHOWN = 4  # of each side's readout pictures, after the previews
+
+
+def readout_previews(output_dir: Path, keyword: str) -> list[tuple[Image.Image, str]]:
+    """The pictures the readout's verdict was drawn from, the starting word's then the keyword's
+    (the page shows the newest first), so a visitor sees what the verdict saw."""
+    captions = {"start": "readout · starting word", "learned": f"readout · {keyword}"}
+    shown = []
+    for side in ("start", "learned"):
+        for path in likeness.saved_pictures(output_dir, side)[:READOUT_SHOWN]:
+            with Image.open(path) as image:
+                shown.append((image.convert("RGB"), captions[side]))
+    return shown
+
+
 def run_training(
     images: list[TrainingImage],
     config: TrainConfig,
@@ -232,6 +250,7 @@ def run_training(
     checkpoint) resumes a run where it was saved."""
     view = view or RunView(total=config.steps)
     view.total, view.output_dir, view.keyword, view.preview_every = config.steps, output_dir, config.token, config.preview_every
+    view.stop_when_learned = config.stop_when_learned
     if state is not None:
         view.step = int(state["step"])
         view.losses = [(int(s), float(loss)) for s, loss, _ in state["loss_log"].tolist()]
@@ -250,6 +269,8 @@ def run_training(
             if isinstance(event, Progress):
                 view.step, view.phase = event.step, "stopping" if view.phase == "stopping" else "training"
                 view.losses.append((event.step, event.loss))
+            elif isinstance(event, Reading):
+                view.readings.append((event.step, event.loss))
             elif isinstance(event, Preview):
                 view.previews += [(image, f"step {event.step}") for image in event.images]
             elif isinstance(event, Paused):
@@ -257,6 +278,7 @@ def run_training(
             elif isinstance(event, Finished):
                 view.finished, view.step = event, event.step
                 view.phase = "stopped" if event.stopped else "finished"
+                view.previews += readout_previews(output_dir, config.token)
             yield view
         if view.finished or not paused:
             return

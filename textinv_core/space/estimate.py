@@ -4,7 +4,8 @@ A first-time visitor should know whether to wait two minutes or to go and find a
 is the sum of its parts, each costed on its own because each scales differently: preparing
 (encoding the images), the steps, the evaluation readings (the quality readout at the end, and with
 stop when learned one of the starting vectors and one every 25 steps: each is 64 forward passes,
-several steps' time), the previews, and finishing (the last checkpoint and the readout). With stop
+several steps' time), the previews, and finishing (the last checkpoint and the readout, whose pictures
+cost two previews' time each where the model has an image encoder). With stop
 when learned the run may end sooner, so the estimate is an upper bound ("up to"). Each part is
 costed deliberately simply, and the estimate says how:
 
@@ -47,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from ..likeness import PICTURES, has_image_tower
 from ..quality import EVAL_SAMPLES
 from ..stopping import PlateauRule
 from ..train import READING_SLICE
@@ -331,12 +333,13 @@ def estimate_training(
     while_training, at_end = readings_in(steps, stop_when_learned)
     reading_cost = learned_or(_reading_key(model, resolution, "reading"), reading)
     previews = preview_count(steps, preview_every)
+    readout_pictures = 2 * PICTURES if has_image_tower(model) else 0  # the keyword's and the starting word's
     total = (
         learned_or(_reading_key(model, resolution, "prepare"), lambda: 0.0)
         + steps * per_step
         + while_training * reading_cost
         + (previews * learned_or(_model_key(model, "preview"), preview) if previews else 0.0)
-        + learned_or(_finish_key(model, stop_when_learned), lambda: at_end * reading_cost)
+        + learned_or(_finish_key(model, stop_when_learned), lambda: at_end * reading_cost + readout_pictures * preview())
     )
     if zero_gpu_chunk_steps:
         total += math.ceil(steps / zero_gpu_chunk_steps) * ZERO_GPU_CALL_OVERHEAD

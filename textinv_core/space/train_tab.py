@@ -178,7 +178,7 @@ def build(base: BaseModel) -> TrainTab:
             loss_plot = gr.LinePlot(
                 x="step", y="loss", color="series", label="Loss", elem_id="loss-plot",
                 x_title="step", y_title="loss", scale=3,
-                color_map={"loss": "#c5cae9", "average": "#3949ab"},
+                color_map={training.TRAINING_LOSS: "#c5cae9", training.AVERAGE: "#7986cb", training.EVALUATION: "#d84315"},
             )
             previews = gr.Gallery(label="Previews (newest first)", columns=3, height=300, scale=2,
                                   object_fit="contain", elem_id="previews")
@@ -303,16 +303,19 @@ def follow_name(name: str, keyword: str, session: Session):
     return gr.update()
 
 
-def show_estimate(steps, batch_size, resolution, preview_every):
-    """How long these settings should take, or, while a field is not valid, what is wrong with it."""
+def show_estimate(steps, batch_size, resolution, preview_every, stop_when_learned=False):
+    """How long these settings should take (with stop when learned: at most), or, while a field is
+    not valid, what is wrong with it."""
     try:
         values = [forms.STEPS.parse(steps), forms.BATCH_SIZE.parse(batch_size),
-                  forms.resolution_field(SERVER.resolutions).parse(resolution), forms.PREVIEW_EVERY.parse(preview_every)]
+                  forms.resolution_field(SERVER.resolutions).parse(resolution), forms.PREVIEW_EVERY.parse(preview_every),
+                  forms.STOP_WHEN_LEARNED.parse(stop_when_learned)]
     except FieldError as err:
         return f"✖ {messages.for_markdown(str(err))}"
     try:
-        steps, batch_size, resolution, preview_every = values
-        return estimate.estimate_training(model(), steps, batch_size, 1, resolution, preview_every).describe()
+        steps, batch_size, resolution, preview_every, stop_when_learned = values
+        return estimate.estimate_training(model(), steps, batch_size, 1, resolution, preview_every,
+                                          stop_when_learned=stop_when_learned).describe()
     except Exception as err:  # the estimate must never break the page
         log.warning("estimate failed: %s", err)
         return ""
@@ -404,7 +407,7 @@ def wire(tab: TrainTab, shell: Shell, generate: GenerateTab, hub: HubTab) -> Non
 
     # One at a time and in order, so a slow first measurement can't overwrite a newer estimate.
     in_order = dict(concurrency_limit=1, concurrency_id="estimate", trigger_mode="always_last")
-    estimate_inputs = [form.steps, form.batch_size, form.resolution, form.preview_every]
+    estimate_inputs = [form.steps, form.batch_size, form.resolution, form.preview_every, form.stop_when_learned]
     shell.demo.load(show_estimate, estimate_inputs, [tab.estimate], api_name="estimate", **in_order)
     for widget in estimate_inputs:
         widget.change(show_estimate, estimate_inputs, [tab.estimate], api_visibility="private", **in_order)

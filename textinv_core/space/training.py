@@ -34,30 +34,37 @@ from .views import concept_views, trained_runs
 log = logging.getLogger("textinv.app")
 
 
-def loss_frame(losses: list[tuple[int, float]]) -> pd.DataFrame | None:
-    """Long-format loss and its trailing average, thinned to at most ~400 points per series; None
-    (an empty plot) until there are two steps: an empty frame would freeze gradio's plot, and one
-    point makes a chart with no trend to read."""
-    if len(losses) < 2:
+TRAINING_LOSS, AVERAGE, EVALUATION = "training loss", "its average", "your images, fixed noises"
+
+
+def loss_frame(losses: list[tuple[int, float]], readings: list[tuple[int, float]] = ()) -> pd.DataFrame | None:
+    """Long-format chart data: the training loss (thinned to ~400 points), its trailing average and,
+    with stop when learned, the evaluation loss it reads every 25 steps. The training loss jumps with
+    every draw of noise; the evaluation loss, on fixed noises, falls only as the keyword learns, so
+    it is the line with a trend to read. None (an empty plot) until there are two points of either:
+    an empty frame would freeze gradio's plot, and one point makes a chart with no trend."""
+    if len(losses) < 2 and len(readings) < 2:
         return None
-    window = max(5, min(100, len(losses) // 10))
-    values = [loss for _, loss in losses]
-    smoothed, total = [], 0.0
-    for i, loss in enumerate(values):
-        total += loss - (values[i - window] if i >= window else 0.0)
-        smoothed.append(total / min(i + 1, window))
-    every = max(1, math.ceil(len(losses) / 400))
-    keep = list(range(0, len(losses), every))
-    if keep[-1] != len(losses) - 1:
-        keep.append(len(losses) - 1)
-    steps = [losses[i][0] for i in keep]
-    return pd.DataFrame(
-        {
-            "step": steps * 2,
-            "loss": [values[i] for i in keep] + [smoothed[i] for i in keep],
-            "series": ["loss"] * len(keep) + ["average"] * len(keep),
-        }
-    )
+    steps, values, series = [], [], []
+    if len(losses) >= 2:
+        window = max(5, min(100, len(losses) // 10))
+        raw = [loss for _, loss in losses]
+        smoothed, total = [], 0.0
+        for i, loss in enumerate(raw):
+            total += loss - (raw[i - window] if i >= window else 0.0)
+            smoothed.append(total / min(i + 1, window))
+        every = max(1, math.ceil(len(losses) / 400))
+        keep = list(range(0, len(losses), every))
+        if keep[-1] != len(losses) - 1:
+            keep.append(len(losses) - 1)
+        for name, line in ((TRAINING_LOSS, raw), (AVERAGE, smoothed)):
+            steps += [losses[i][0] for i in keep]
+            values += [line[i] for i in keep]
+            series += [name] * len(keep)
+    steps += [step for step, _ in readings]
+    values += [loss for _, loss in readings]
+    series += [EVALUATION] * len(readings)
+    return pd.DataFrame({"step": steps, "loss": values, "series": series})
 
 
 def newest_first(view: RunView) -> list:
@@ -90,7 +97,8 @@ def progress_text(view: RunView, replacing: bool = False) -> str:
         return (f"■ **Stopped early** {keyword} at step {view.step} of {view.total} after {elapsed}, keeping what it "
                 "had learned.")
     eta = view.eta
-    left = f" · about {estimate.format_duration(eta)} left" if eta is not None else ""
+    bound = "at most" if view.stop_when_learned else "about"  # stop when learned may end it sooner
+    left = f" · {bound} {estimate.format_duration(eta)} left" if eta is not None else ""
     loss = f" · loss {view.losses[-1][1]:.4f}" if view.losses else ""
     state = f"■ Stopping {keyword} after this step…" if view.phase == "stopping" else f"▶ Training {keyword}"
     replaces = f"\n\n⚠ When it ends it replaces your earlier {keyword}." if replacing else ""
@@ -192,7 +200,7 @@ def start_and_follow(w: RunWidgets, session: Session, view: RunView, begin, what
         view.update(phase="failed", ended_at=time.monotonic())
         yield run_update(w, unexpected(err, what), session=session)
         return
-    plot = loss_frame(view.losses) if view.losses else gr.update(value=None)
+    plot = loss_frame(view.losses, view.readings) if view.losses else gr.update(value=None)
     yield run_update(w, progress_text(view), plot, previews=[], running=True, clear=True, session=session)
     yield from follow(w, view, session)
 
@@ -238,7 +246,7 @@ def follow(w: RunWidgets, view: RunView, session: Session):
             break
         new_previews = len(view.previews) != shown_previews
         shown_previews = len(view.previews)
-        yield run_update(w, progress_text(view, replacing), loss_frame(view.losses),
+        yield run_update(w, progress_text(view, replacing), loss_frame(view.losses, view.readings),
                          newest_first(view) if new_previews else None, running=True)
     yield ended(w, view, session)
 
@@ -252,7 +260,7 @@ def ended(w: RunWidgets, view: RunView, session: Session) -> dict:
                           "reload this page when it is back to go on from there.", session=session)
     if view.finished is None:
         return run_update(w, "■ Stopped before it started: nothing was trained.", session=session)
-    return run_update(w, progress_text(view), loss_frame(view.losses), newest_first(view), files=view.files,
+    return run_update(w, progress_text(view), loss_frame(view.losses, view.readings), newest_first(view), files=view.files,
                       session=session, keyword=view.keyword, result=result_text(view, session))
 
 
@@ -273,7 +281,8 @@ def result_text(view: RunView, session: Session) -> str:
         head = f"### ✔ `{keyword}` is ready\nUse it in a prompt, for example `{example}`"
     text = head + (f"\n\n({view.note})" if view.note else "")
     if view.finished.readout:
-        text += f"\n\n**How well it learned:** {view.finished.readout.summary()}"
+        seen = " The pictures marked *readout* above are what it was judged by." if view.finished.readout.likeness else ""
+        text += f"\n\n**How well it learned:** {view.finished.readout.summary()}{seen}"
     if view.files:
         text += "\n\n" + describe_downloads(view.files)
     return text
@@ -297,7 +306,7 @@ def watch_run(w: RunWidgets, session: Session | None):
         yield {w.status: gr.update()}
         return
     if view.ended_at is None:
-        yield run_update(w, progress_text(view), loss_frame(view.losses), newest_first(view), running=True, clear=True)
+        yield run_update(w, progress_text(view), loss_frame(view.losses, view.readings), newest_first(view), running=True, clear=True)
     yield from follow(w, view, session)
 
 
