@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import replace
 
 import pytest
@@ -55,6 +56,13 @@ def test_pictures_overrule_the_loss():
     assert Readout(1.0, 1.0, near).verdict == "learned well"
     assert near.score == pytest.approx(0.95)
     assert "95 % of the way" in Readout(1.0, 1.0, near).summary()
+
+
+def test_a_span_within_the_pictures_spread_is_not_read_as_progress():
+    """A style's images are barely more alike than any pictures: a lucky seed must not look learned."""
+    lucky = Likeness(learned=0.705, floor=0.697, ceiling=0.689, tower="test", floor_each=[0.65, 0.70, 0.74, 0.70])
+    assert lucky.score == pytest.approx(0.008 / statistics.pstdev(lucky.floor_each))
+    assert Readout(1.0, 1.0, lucky).verdict.startswith("barely changed")
 
 
 def tiny_clip_tower_parts():

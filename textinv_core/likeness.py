@@ -17,6 +17,7 @@ The encoders:
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -112,13 +113,13 @@ class Likeness:
 
     @property
     def score(self) -> float:
-        """Where the keyword's pictures sit from floor (0) to ceiling (1); above 1 is possible."""
-        return (self.learned - self.floor) / max(self.ceiling - self.floor, MIN_SPAN)
+        """Where the keyword's pictures sit from floor (0) to ceiling (1); above 1 is possible.
 
-
-# Below this span the starting word's pictures already look like the images as much as they look
-# like each other; the score then only says whether the keyword stayed there.
-MIN_SPAN = 0.02
+        Where the span is narrower than the spread of the starting word's pictures (a style: its
+        images differ in what they show, so they are little more alike than any pictures are), the
+        spread is the scale instead, so that a seed's luck is never read as progress."""
+        spread = statistics.pstdev(self.floor_each) if len(self.floor_each) > 1 else 0.0
+        return (self.learned - self.floor) / max(self.ceiling - self.floor, spread, 1e-6)
 
 
 def picture_prompt(concept_type: str) -> str:

@@ -134,7 +134,7 @@ class Readout:
 
 # Thresholds, set from the spread of runs on builtin:toyworld in benchmarks/bench_readout.py, where
 # the attribute checker says what each run's pictures show (see benchmarks/README.md).
-GOOD_LIKENESS = 0.6
-SOME_LIKENESS = 0.3
+GOOD_LIKENESS = 0.8
+SOME_LIKENESS = 0.4
 GOOD_IMPROVEMENT = 0.03
 SOME_IMPROVEMENT = 0.01
