@@ -5,6 +5,10 @@ fix an evaluation set once (the user's own images, with noises, timesteps and pr
 chosen by a seed) and compare the denoising loss on it with the learned vectors against the loss
 with the starting vectors. The same set, with the keyword replaced by plain words, tells how well
 any wording does (the toy world's oracle is the best wording in its vocabulary).
+
+The loss says how well the keyword explains the images, not what the model draws with it, so the
+readout's verdict goes by pictures wherever the model has an image encoder (`likeness.py`), and by
+the loss, saying so, where it has none.
 """
 
 from __future__ import annotations
